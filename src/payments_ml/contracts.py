@@ -1,0 +1,137 @@
+"""Data contracts (pandera) and the split of a batch into valid and quarantined rows.
+
+Rows that break the contract never vanish: :func:`split_by_contract` returns them with
+the reason, so that ``len(valid) + len(quarantine) == len(batch)`` always holds.
+Structural problems (a missing column, a wrong type) are not row problems: they raise
+:class:`ContractError` naming the column, because no row of such a batch can be trusted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+QUARANTINE_REASON = "quarantine_reason"
+_CHECK_NAMES = {"multiple_fields_uniqueness": "transaction_id: duplicate", "not_nullable": "null"}
+UTC_TIMESTAMP = pd.DatetimeTZDtype("ns", "UTC")
+
+
+def _event_date_matches(df: pd.DataFrame) -> pd.Series:
+    if "event_date" not in df:
+        return pd.Series(True, index=df.index)
+    # Parse the few distinct partition values once instead of formatting every timestamp.
+    days = pd.Series(
+        pd.to_datetime(df["event_date"].unique(), utc=True, errors="coerce"),
+        index=df["event_date"].unique(),
+    )
+    return df["event_date"].map(days) == df["event_timestamp"].dt.floor("D")
+
+
+TRANSACTION_SCHEMA = pa.DataFrameSchema(
+    {
+        "transaction_id": pa.Column(str, pa.Check.str_length(min_value=1)),
+        "event_timestamp": pa.Column(UTC_TIMESTAMP),
+        "customer_id": pa.Column("int64", pa.Check.ge(0)),
+        "card_id": pa.Column("int64", pa.Check.ge(0)),
+        "merchant_id": pa.Column("int64", pa.Check.ge(0)),
+        "amount": pa.Column("float64", pa.Check.gt(0)),
+        "is_fraud": pa.Column(bool),
+        "fraud_scenario": pa.Column(str, nullable=True),
+        "label_available_at": pa.Column(UTC_TIMESTAMP),
+        "event_date": pa.Column(str, required=False),
+    },
+    checks=[
+        # Element-wise checks across columns; the name is the reason a row is quarantined.
+        pa.Check(
+            lambda df: df["label_available_at"] >= df["event_timestamp"],
+            name="label_available_at: not before event_timestamp",
+        ),
+        pa.Check(
+            lambda df: df["is_fraud"] | df["fraud_scenario"].isna(),
+            name="fraud_scenario: null on genuine transactions",
+        ),
+        pa.Check(
+            _event_date_matches,
+            name="event_date: UTC date of event_timestamp",
+        ),
+    ],
+    unique=["transaction_id"],
+    report_duplicates="exclude_first",
+    strict=False,
+    name="transactions",
+)
+
+
+class ContractError(ValueError):
+    """A batch is structurally unusable (missing column, wrong type)."""
+
+
+def contract_reasons(
+    frame: pd.DataFrame, schema: pa.DataFrameSchema = TRANSACTION_SCHEMA
+) -> pd.Series:
+    """Why each row breaks the contract: ``None`` for a valid row, else ``column: check; ...``.
+
+    Args:
+        frame: Rows to check; the result is aligned with them by position.
+        schema: The pandera schema of the contract.
+
+    Raises:
+        ContractError: When a column is missing or has the wrong type.
+    """
+    positional = frame.reset_index(drop=True)
+    try:
+        schema.validate(positional, lazy=True)
+    except SchemaErrors as err:
+        return _row_reasons(err.failure_cases, len(positional))
+    return pd.Series(None, index=positional.index, dtype=object)
+
+
+def split_by_contract(
+    frame: pd.DataFrame, schema: pa.DataFrameSchema = TRANSACTION_SCHEMA
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a batch into rows that meet the contract and quarantined rows with their reason.
+
+    Returns:
+        ``(valid, quarantine)``: ``quarantine`` has the input columns plus
+        ``quarantine_reason``; ``len(valid) + len(quarantine) == len(frame)``.
+
+    Raises:
+        ContractError: When a column is missing or has the wrong type.
+    """
+    frame = frame.reset_index(drop=True)
+    reasons = contract_reasons(frame, schema)
+    bad = reasons.notna().to_numpy()
+    quarantine = frame[bad].assign(**{QUARANTINE_REASON: reasons[bad].to_numpy()})
+    return frame[~bad].reset_index(drop=True), quarantine.reset_index(drop=True)
+
+
+def _row_reasons(cases: pd.DataFrame, n_rows: int) -> pd.Series:
+    structural = cases[cases["index"].isna()]
+    if len(structural):
+        details = "; ".join(
+            _describe_structural(ctx, col, check, found)
+            for ctx, col, check, found in structural[
+                ["schema_context", "column", "check", "failure_case"]
+            ].itertuples(index=False)
+        )
+        raise ContractError(
+            f"transactions do not match the contract: {details}. "
+            "Map or cast the source columns to the contract (see DESIGN.md, 'Data contract')."
+        )
+    check = cases["check"].astype(str).replace(_CHECK_NAMES)
+    in_column = (cases["schema_context"] == "Column").to_numpy()
+    label = np.where(in_column, cases["column"].astype(str) + ": " + check, check)
+    rows = pd.DataFrame({"row": cases["index"].astype(np.int64), "reason": label})
+    rows = rows.drop_duplicates().sort_values(["row", "reason"])
+    joined = rows.groupby("row")["reason"].agg("; ".join)
+    return joined.reindex(range(n_rows)).astype(object).where(lambda r: r.notna(), None)
+
+
+def _describe_structural(context: str, column: str, check: str, found: object) -> str:
+    if check == "column_in_dataframe":
+        return f"missing column '{found}'"
+    if context == "Column":
+        return f"column '{column}' should be {check}, found {found}"
+    return f"{check}: {found}"

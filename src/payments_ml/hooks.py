@@ -1,0 +1,118 @@
+"""The one place that connects to Ray: a Kedro hook configured by ``conf/<env>/ray.yml``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kedro.config import MissingConfigException
+from kedro.framework.hooks import hook_impl
+
+logger = logging.getLogger(__name__)
+
+# ray.init arguments that only make sense when this process starts the cluster.
+_LOCAL_ONLY = (
+    "num_cpus",
+    "object_store_memory",
+    "include_dashboard",
+    "dashboard_host",
+    "dashboard_port",
+)
+
+
+def connect_ray(config: dict[str, Any]) -> bool:
+    """Start a local Ray cluster or join an existing one, as ``config`` says.
+
+    Args:
+        config: The ``ray`` section of ray.yml. ``address: null`` starts a local cluster
+            with ``num_cpus``/``object_store_memory``/dashboard settings; any other
+            address (``auto``, ``ray://host:10001``, ``host:6379``) joins that cluster.
+
+    Returns:
+        True when this call started the Ray session (and so should shut it down).
+
+    Raises:
+        ConnectionError: When the configured cluster cannot be reached.
+    """
+    import ray  # noqa: PLC0415  (keep `kedro --help` and non-Ray commands fast)
+
+    if ray.is_initialized():
+        logger.info("Reusing the Ray session already open in this process")
+        return False
+    address = config.get("address")
+    kwargs: dict[str, Any] = {
+        "namespace": config.get("namespace"),
+        "log_to_driver": config.get("log_to_driver", True),
+        "runtime_env": config.get("runtime_env"),
+    }
+    if address in (None, "", "local"):
+        kwargs["address"] = "local"
+        kwargs.update({k: config.get(k) for k in _LOCAL_ONLY})
+    else:
+        kwargs["address"] = address
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    try:
+        context = ray.init(**kwargs)
+    except (ConnectionError, RuntimeError) as err:
+        raise ConnectionError(
+            f"Could not connect to the Ray cluster at {address!r}: {err}. Start one with "
+            "`ray start --head`, check RAY_ADDRESS, or use the default environment "
+            "(address: null) to start a local cluster."
+        ) from err
+    _configure_data(config.get("data") or {})
+    resources = ray.cluster_resources()
+    logger.info(
+        "Ray %s: %s CPU(s) on %d node(s); dashboard %s",
+        "started locally" if kwargs["address"] == "local" else f"joined at {address}",
+        int(resources.get("CPU", 0)),
+        len([n for n in ray.nodes() if n.get("Alive")]),
+        f"http://{context.dashboard_url}" if context.dashboard_url else "off",
+    )
+    return True
+
+
+def _configure_data(settings: dict[str, Any]) -> None:
+    import ray  # noqa: PLC0415
+
+    data_context = ray.data.DataContext.get_current()
+    for key, value in settings.items():
+        if not hasattr(data_context, key):
+            raise ValueError(f"ray.data settings in ray.yml: unknown DataContext field {key!r}")
+        setattr(data_context, key, value)
+
+
+class RayHook:
+    """Opens one Ray session per ``kedro run`` and closes it, also when a node fails."""
+
+    def __init__(self) -> None:
+        self._config: dict[str, Any] = {}
+        self._owns_session = False
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        try:
+            self._config = dict(context.config_loader["ray"].get("ray") or {})
+        except MissingConfigException:
+            logger.info("No ray.yml in this environment: starting a default local Ray cluster")
+            self._config = {}
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        self._owns_session = connect_ray(self._config)
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._shutdown()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if not self._owns_session:
+            return
+        import ray  # noqa: PLC0415
+
+        ray.shutdown()
+        self._owns_session = False
+        logger.info("Ray session closed")
