@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
 from pandera.errors import SchemaErrors
 
 QUARANTINE_REASON = "quarantine_reason"
@@ -62,6 +63,30 @@ TRANSACTION_SCHEMA = pa.DataFrameSchema(
     strict=False,
     name="transactions",
 )
+
+
+# Arrow types of the contract's columns: fixed so that every Parquet file of a dataset
+# has the same schema (an all-null column would otherwise be written as type null).
+ARROW_TYPES = {
+    "transaction_id": pyarrow.string(),
+    "event_timestamp": pyarrow.timestamp("ns", tz="UTC"),
+    "customer_id": pyarrow.int64(),
+    "card_id": pyarrow.int64(),
+    "merchant_id": pyarrow.int64(),
+    "amount": pyarrow.float64(),
+    "is_fraud": pyarrow.bool_(),
+    "fraud_scenario": pyarrow.string(),
+    "label_available_at": pyarrow.timestamp("ns", tz="UTC"),
+    "event_date": pyarrow.string(),
+    QUARANTINE_REASON: pyarrow.string(),
+}
+
+
+def to_arrow(frame: pd.DataFrame) -> pyarrow.Table:
+    """Convert to Arrow with the contract's column types (other columns are inferred)."""
+    table = pyarrow.Table.from_pandas(frame, preserve_index=False)
+    fields = [pyarrow.field(f.name, ARROW_TYPES.get(f.name, f.type)) for f in table.schema]
+    return table.cast(pyarrow.schema(fields))
 
 
 class ContractError(ValueError):

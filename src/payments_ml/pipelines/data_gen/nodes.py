@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from payments_ml.contracts import QUARANTINE_REASON, contract_reasons
+from payments_ml.contracts import QUARANTINE_REASON, contract_reasons, to_arrow
 from payments_ml.pipelines.data_gen.generator import (
     World,
     build_cards,
@@ -109,9 +109,9 @@ def validate_transactions(
     return valid, quarantine, summary
 
 
-def _check_batch(batch: pa.Table) -> pd.DataFrame:
+def _check_batch(batch: pa.Table) -> pa.Table:
     frame = batch.to_pandas()
-    return frame.assign(**{QUARANTINE_REASON: contract_reasons(frame).to_numpy()})
+    return to_arrow(frame.assign(**{QUARANTINE_REASON: contract_reasons(frame).to_numpy()}))
 
 
 def _keep(batch: pa.Table, bad: bool) -> pa.Table:

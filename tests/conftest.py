@@ -1,0 +1,44 @@
+"""Session-wide fixtures: one Ray cluster for the whole test session, small parameters."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """Start Ray once (2 CPUs, no dashboard) and share it across every test."""
+    import ray  # noqa: PLC0415
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="tests")
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def base_params() -> dict[str, Any]:
+    """The project's data_gen parameters as shipped in conf/base."""
+    with open(PROJECT_ROOT / "conf/base/parameters_data_gen.yml") as f:
+        return yaml.safe_load(f)["data_gen"]
+
+
+@pytest.fixture
+def small_params(base_params: dict[str, Any]) -> dict[str, Any]:
+    """A small world: 600 customers, 150 merchants, 6 days."""
+    params = copy.deepcopy(base_params)
+    params.update(n_customers=600, n_merchants=150, n_regions=6, n_days=6, start_date="2025-06-08")
+    return params

@@ -1,0 +1,27 @@
+"""The Ray hook: one session per run, reused when already open, closed only by its owner."""
+
+from __future__ import annotations
+
+import pytest
+
+from payments_ml.hooks import RayHook, connect_ray
+
+
+def test_an_open_session_is_reused_and_left_open(ray_session):
+    hook = RayHook()
+    hook._config = {"address": None, "num_cpus": 2}
+    hook.before_pipeline_run()
+    assert hook._owns_session is False
+    hook.on_pipeline_error()
+    assert ray_session.is_initialized()
+
+
+def test_connect_reports_reuse(ray_session):
+    assert connect_ray({"address": "auto"}) is False
+
+
+def test_unknown_ray_data_settings_are_named(ray_session):
+    from payments_ml.hooks import _configure_data  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match="unknown DataContext field 'no_such_knob'"):
+        _configure_data({"no_such_knob": 1})
