@@ -22,26 +22,43 @@ UTC_TIMESTAMP = pd.DatetimeTZDtype("ns", "UTC")
 def _event_date_matches(df: pd.DataFrame) -> pd.Series:
     if "event_date" not in df:
         return pd.Series(True, index=df.index)
-    # Parse the few distinct partition values once instead of formatting every timestamp.
-    days = pd.Series(
-        pd.to_datetime(df["event_date"].unique(), utc=True, errors="coerce"),
-        index=df["event_date"].unique(),
+    # Parse the few distinct partition values once, then compare by position.
+    codes, uniques = pd.factorize(df["event_date"])
+    parsed = pd.to_datetime(pd.Series(uniques), utc=True, errors="coerce", format="%Y-%m-%d")
+    day = parsed.to_numpy("datetime64[ns]")[codes]
+    return pd.Series(
+        day == df["event_timestamp"].dt.floor("D").to_numpy("datetime64[ns]"), index=df.index
     )
-    return df["event_date"].map(days) == df["event_timestamp"].dt.floor("D")
+
+
+def _strings(column: pd.Series) -> bool:
+    """A column of strings (nulls allowed), checked in C rather than row by row."""
+    return pd.api.types.is_string_dtype(column.dtype) and pd.api.types.infer_dtype(
+        column, skipna=True
+    ) in ("string", "empty")
+
+
+def _string_column(*checks: pa.Check, nullable: bool = False, required: bool = True) -> pa.Column:
+    return pa.Column(
+        None,
+        checks=[pa.Check(_strings, name="strings", element_wise=False), *checks],
+        nullable=nullable,
+        required=required,
+    )
 
 
 TRANSACTION_SCHEMA = pa.DataFrameSchema(
     {
-        "transaction_id": pa.Column(str, pa.Check.str_length(min_value=1)),
+        "transaction_id": _string_column(pa.Check.str_length(min_value=1)),
         "event_timestamp": pa.Column(UTC_TIMESTAMP),
         "customer_id": pa.Column("int64", pa.Check.ge(0)),
         "card_id": pa.Column("int64", pa.Check.ge(0)),
         "merchant_id": pa.Column("int64", pa.Check.ge(0)),
         "amount": pa.Column("float64", pa.Check.gt(0)),
         "is_fraud": pa.Column(bool),
-        "fraud_scenario": pa.Column(str, nullable=True),
+        "fraud_scenario": _string_column(nullable=True),
         "label_available_at": pa.Column(UTC_TIMESTAMP),
-        "event_date": pa.Column(str, required=False),
+        "event_date": _string_column(required=False),
     },
     checks=[
         # Element-wise checks across columns; the name is the reason a row is quarantined.

@@ -33,7 +33,6 @@ def _run(params: dict, root: Path) -> dict:
                 partition_cols=["event_date"],
                 replace_partitions=replace,
             ),
-            "generated_transactions": MemoryDataset(copy_mode="assign"),
             "data_gen_summary": MemoryDataset(),
             "params:data_gen": MemoryDataset(params),
         }

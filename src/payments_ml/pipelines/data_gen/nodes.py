@@ -1,17 +1,17 @@
-"""Nodes of the data_gen pipeline: catalogues, days generated in parallel, the contract split."""
+"""Nodes of the data_gen pipeline: entity catalogues, then every day as its own Ray task."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import ray
 
-from payments_ml.contracts import QUARANTINE_REASON, contract_reasons, to_arrow
+from payments_ml.contracts import QUARANTINE_REASON, split_by_contract, to_arrow
 from payments_ml.pipelines.data_gen.generator import (
     World,
     build_cards,
@@ -28,8 +28,10 @@ __all__ = [
     "build_merchants",
     "generate_transactions",
     "generation_days",
-    "validate_transactions",
+    "summarize",
 ]
+
+_PROGRESS_SECONDS = 5.0
 
 
 def generation_days(params: dict[str, Any]) -> list[dt.date]:
@@ -57,10 +59,19 @@ def generate_transactions(
     cards: pd.DataFrame,
     merchants: pd.DataFrame,
     params: dict[str, Any],
-) -> ray.data.Dataset:
-    """Lazily generate every day as its own Ray task (one block per day, streamed)."""
+) -> tuple[ray.data.Dataset, ray.data.Dataset, dict[str, Any]]:
+    """Generate every day as its own Ray task and check each row against the contract.
+
+    A task builds one day, splits it into valid and quarantined rows and counts them.
+    The days' tables stay in Ray's object store (spilled to disk when large) until the
+    catalog writes them; only the counts come back to this process.
+
+    Returns:
+        ``(valid, quarantine, summary)``: quarantined rows keep every column plus
+        ``quarantine_reason``; valid + quarantined = generated, or this raises.
+    """
     days = generation_days(params)
-    world = World.from_catalogues(customers, cards, merchants, params)
+    world = ray.put(World.from_catalogues(customers, cards, merchants, params))
     logger.info(
         "Generating %d day(s) from %s to %s for %d customers and %d merchants",
         len(days),
@@ -69,33 +80,12 @@ def generate_transactions(
         len(customers),
         len(merchants),
     )
-    items = [{"day": day.isoformat()} for day in days]
-    return ray.data.from_items(items, override_num_blocks=len(days)).map_batches(
-        _generate_batch, batch_size=1, batch_format="pandas", fn_kwargs={"world": world}
+    task = _generate_day.options(num_returns=3, name="generate_day")
+    valid_refs, quarantine_refs, count_refs = zip(
+        *(task.remote(world, d) for d in days), strict=True
     )
-
-
-def _generate_batch(batch: pd.DataFrame, world: World) -> pd.DataFrame:
-    frames = [generate_day(world, dt.date.fromisoformat(d)) for d in batch["day"]]
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-
-
-def validate_transactions(
-    transactions: ray.data.Dataset,
-) -> tuple[ray.data.Dataset, ray.data.Dataset, dict[str, Any]]:
-    """Check every row against the contract; split valid rows from quarantined ones.
-
-    Returns:
-        ``(valid, quarantine, summary)``; quarantined rows keep every column plus
-        ``quarantine_reason``, and valid + quarantined = generated.
-    """
-    # Batches arrive as Arrow and are converted by pyarrow, so the contract sees numpy dtypes.
-    whole = {"batch_size": None, "batch_format": "pyarrow"}
-    checked = transactions.map_batches(_check_batch, **whole).materialize()
-    # ^ one generation pass feeds both outputs and the summary
-    valid = checked.map_batches(_keep, fn_kwargs={"bad": False}, **whole)
-    quarantine = checked.map_batches(_keep, fn_kwargs={"bad": True}, **whole).materialize()
-    summary = summarize(checked.map_batches(_count_batch, **whole).to_pandas())
+    counts = pd.concat(_gather_with_progress(list(count_refs)), ignore_index=True)
+    summary = summarize(counts)
     if summary["transactions"] != summary["valid"] + summary["quarantined"]:
         raise RuntimeError(f"contract split lost rows: {summary}")
     logger.info(
@@ -106,35 +96,48 @@ def validate_transactions(
         summary["quarantined"],
         100 * summary["fraud_rate"],
     )
+    valid = ray.data.from_arrow_refs(list(valid_refs))
+    quarantine = ray.data.from_arrow_refs(list(quarantine_refs))
     return valid, quarantine, summary
 
 
-def _check_batch(batch: pa.Table) -> pa.Table:
-    frame = batch.to_pandas()
-    return to_arrow(frame.assign(**{QUARANTINE_REASON: contract_reasons(frame).to_numpy()}))
+@ray.remote
+def _generate_day(world: World, day: dt.date) -> tuple[pa.Table, pa.Table, pd.DataFrame]:
+    valid, quarantine = split_by_contract(generate_day(world, day))
+    return to_arrow(valid), to_arrow(quarantine), _count(valid, quarantine)
 
 
-def _keep(batch: pa.Table, bad: bool) -> pa.Table:
-    mask = pc.is_valid(batch[QUARANTINE_REASON])
-    if bad:
-        return batch.filter(mask)
-    return batch.filter(pc.invert(mask)).drop_columns([QUARANTINE_REASON])
-
-
-def _count_batch(batch: pa.Table) -> pd.DataFrame:
-    batch = batch.select(["event_date", "fraud_scenario", QUARANTINE_REASON]).to_pandas()
-    keys = pd.DataFrame(
-        {
-            "event_date": batch["event_date"],
-            "scenario": batch["fraud_scenario"].fillna("genuine"),
-            "reason": batch[QUARANTINE_REASON].fillna(""),
-        }
+def _count(valid: pd.DataFrame, quarantine: pd.DataFrame) -> pd.DataFrame:
+    columns = ["event_date", "fraud_scenario", "reason"]
+    keys = pd.concat(
+        [
+            valid.assign(reason="")[columns],
+            quarantine.rename(columns={QUARANTINE_REASON: "reason"})[columns],
+        ],
+        ignore_index=True,
     )
-    return keys.value_counts().rename("n").reset_index()
+    keys["fraud_scenario"] = keys["fraud_scenario"].fillna("genuine")
+    counts = keys.value_counts(dropna=False).rename("n").reset_index()
+    return counts.rename(columns={"fraud_scenario": "scenario"})
+
+
+def _gather_with_progress(refs: list[ray.ObjectRef]) -> list[Any]:
+    """Wait for all tasks, logging progress every few seconds; results in input order."""
+    done: dict[ray.ObjectRef, Any] = {}
+    remaining, last_log, start = list(refs), time.monotonic(), time.monotonic()
+    while remaining:
+        ready, remaining = ray.wait(
+            remaining, num_returns=len(remaining), timeout=_PROGRESS_SECONDS
+        )
+        done.update(zip(ready, ray.get(ready), strict=True))
+        if remaining and time.monotonic() - last_log >= _PROGRESS_SECONDS:
+            last_log = time.monotonic()
+            logger.info("  %d/%d days generated (%.0f s)", len(done), len(refs), last_log - start)
+    return [done[r] for r in refs]
 
 
 def summarize(counts: pd.DataFrame) -> dict[str, Any]:
-    """Figures of a generation run from per-batch counts (date, scenario, reason, n)."""
+    """Figures of a generation run from per-day counts (event_date, scenario, reason, n)."""
     valid = counts[counts["reason"] == ""]
     total = int(counts["n"].sum())
     frauds = valid[valid["scenario"] != "genuine"]

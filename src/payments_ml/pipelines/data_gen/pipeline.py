@@ -6,7 +6,7 @@ from payments_ml.pipelines.data_gen import nodes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Catalogues -> transactions (Ray, one task per day) -> contract split."""
+    """Catalogues, then one Ray task per day: generate, check the contract, count."""
     return Pipeline(
         [
             Node(
@@ -24,14 +24,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 nodes.generate_transactions,
                 ["customers", "cards", "merchants", "params:data_gen"],
-                "generated_transactions",
-                name="generate_transactions_node",
-            ),
-            Node(
-                nodes.validate_transactions,
-                "generated_transactions",
                 ["raw_transactions", "transactions_quarantine", "data_gen_summary"],
-                name="validate_transactions_node",
+                name="generate_transactions_node",
             ),
         ]
     )

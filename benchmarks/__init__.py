@@ -1,0 +1,1 @@
+"""Benchmarks: each heavy stage beside a single-process baseline measured in the same run."""

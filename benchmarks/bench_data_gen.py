@@ -1,0 +1,84 @@
+"""Generation throughput: the data_gen nodes on Ray vs the same generator in one process.
+
+Both sides do the same work: build the catalogues, generate every day, check it against
+the pandera contract, and write valid and quarantined rows as day-partitioned Parquet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from benchmarks.common import load_params, print_table, start_ray, timer
+from payments_ml.contracts import split_by_contract, to_arrow
+from payments_ml.datasets import RayParquetDataset
+from payments_ml.pipelines.data_gen import nodes
+from payments_ml.pipelines.data_gen.generator import World, generate_day
+
+SIZES = {"1M": 10_000, "10M": 100_000}  # customers for 90 days at the default rates
+
+
+def run_ray(params: dict[str, Any], out: Path) -> int:
+    customers = nodes.build_customers(params)
+    cards, merchants = nodes.build_cards(customers, params), nodes.build_merchants(params)
+    valid, quarantine, summary = nodes.generate_transactions(customers, cards, merchants, params)
+    RayParquetDataset(filepath=str(out / "valid"), partition_cols=["event_date"]).save(valid)
+    RayParquetDataset(filepath=str(out / "quarantine"), partition_cols=["event_date"]).save(
+        quarantine
+    )
+    return summary["transactions"]
+
+
+def run_single_process(params: dict[str, Any], out: Path) -> int:
+    customers = nodes.build_customers(params)
+    cards, merchants = nodes.build_cards(customers, params), nodes.build_merchants(params)
+    world = World.from_catalogues(customers, cards, merchants, params)
+    total = 0
+    for day in nodes.generation_days(params):
+        frame = generate_day(world, day)
+        valid, quarantine = split_by_contract(frame)
+        for name, part in (("valid", valid), ("quarantine", quarantine)):
+            folder = out / name / f"event_date={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            pq.write_table(to_arrow(part.drop(columns="event_date")), folder / "part-0.parquet")
+        total += len(frame)
+    return total
+
+
+def main(quick: bool = False) -> None:
+    startup = start_ray()
+    rows = []
+    sizes = {"100k": 1_000} if quick else SIZES
+    for label, n_customers in sizes.items():
+        params = load_params("data_gen") | {
+            "n_customers": n_customers,
+            "n_merchants": max(200, n_customers // 5),
+        }
+        results = {}
+        for name, fn in (("ray", run_ray), ("single", run_single_process)):
+            out = Path(tempfile.mkdtemp(prefix=f"bench-data-gen-{name}-"))
+            try:
+                with timer() as t:
+                    n = fn(params, out)
+                results[name] = (n, t["seconds"])
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+        (n, ray_s), (n_single, single_s) = results["ray"], results["single"]
+        assert n == n_single, f"the two sides generated {n} and {n_single} rows"
+        rows.append([label, n, ray_s, n / ray_s, single_s, n / single_s, single_s / ray_s])
+    print_table(
+        f"data_gen: generate + validate + write Parquet, {os.cpu_count()} CPUs "
+        f"(Ray start-up {startup:.1f} s, not included) {dt.date.today()}",
+        ["size", "rows", "ray s", "ray rows/s", "single s", "single rows/s", "speed-up"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()

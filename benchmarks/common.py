@@ -1,0 +1,66 @@
+"""Shared helpers: timing, the Ray session of a benchmark, result tables."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_params(name: str) -> dict[str, Any]:
+    with open(ROOT / f"conf/base/parameters_{name}.yml") as f:
+        return copy.deepcopy(yaml.safe_load(f)[name])
+
+
+@contextlib.contextmanager
+def timer() -> Iterator[dict[str, float]]:
+    result: dict[str, float] = {}
+    start = time.perf_counter()
+    try:
+        yield result
+    finally:
+        result["seconds"] = time.perf_counter() - start
+
+
+def start_ray(num_cpus: int | None = None) -> float:
+    """Start a local Ray cluster as `kedro run` does; returns the start-up seconds."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray  # noqa: PLC0415
+
+    with timer() as t:
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=False,
+            object_store_memory=4 * 1024**3,
+        )
+        ray.data.DataContext.get_current().enable_progress_bars = False
+    return t["seconds"]
+
+
+def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    cells = [header, *[[_fmt(v) for v in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    print(f"\n{title}")
+    for i, row in enumerate(cells):
+        print(
+            "  ".join(v.rjust(w) if j else v.ljust(w) for j, (v, w) in enumerate(zip(row, widths)))
+        )
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
