@@ -33,6 +33,10 @@ install-dev: $(VENV)/.installed-dev
 
 run: install
 	$(BIN)/kedro run
+	@echo
+	@echo "Transactions: data/01_raw/transactions/ (quarantine: data/01_raw/transactions_quarantine/)"
+	@echo "Summary:      data/08_reporting/data_gen_summary.json"
+	@echo "Kedro-Viz:    .venv/bin/kedro viz run   (lineage of every pipeline)"
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
