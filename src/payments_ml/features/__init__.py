@@ -1,0 +1,1 @@
+"""Feature logic shared by the features pipeline and the scorer (importable without Kedro)."""

@@ -1,0 +1,359 @@
+"""Day-aligned window features: the nightly snapshot plus today's running part.
+
+For a transaction at ``t`` on UTC day ``D`` (midnight), every customer window splits into
+the full days before ``D`` (the *snapshot* at ``D``, computed in batch and served from the
+online store) and the transactions of day ``D`` strictly before ``t`` (*today's* part,
+kept up to date as transactions stream in). Merchant windows end ``label_delay_days``
+before ``D`` and so are snapshot-only. Training rows are computed through exactly this
+split, with the same functions serving uses: no train/serve skew by construction.
+
+Everything is vectorised numpy over many entities at once; timestamps are int64
+nanoseconds since the epoch (UTC).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from payments_ml.features.definitions import KEY_COLUMNS, LABEL_COLUMNS, NIGHT_HOURS, WINDOW_DAYS
+
+NS_HOUR = 3_600 * 1_000_000_000
+NS_DAY = 24 * NS_HOUR
+_DAY_BITS = 21  # composite sort key: entity rank << 21 | (day - base)
+_NONE = np.iinfo(np.int64).min  # "no timestamp" in int64 columns
+
+
+def to_ns(timestamps: Any) -> np.ndarray:
+    """UTC timestamps (pandas/numpy/Arrow) as int64 nanoseconds."""
+    values = pd.Series(timestamps) if not isinstance(timestamps, pd.Series) else timestamps
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values.to_numpy("datetime64[ns]").view(np.int64)
+
+
+def day_of(ns: np.ndarray) -> np.ndarray:
+    """UTC day number (days since 1970-01-01) of nanosecond timestamps."""
+    return np.floor_divide(ns, NS_DAY)
+
+
+class _Keys:
+    """Composite (entity, day) keys over a shared entity ranking and day base."""
+
+    def __init__(self, *entity_arrays: np.ndarray, days: list[np.ndarray]) -> None:
+        self.entities = np.unique(np.concatenate([np.asarray(a, np.int64) for a in entity_arrays]))
+        day_min = min((int(d.min()) for d in days if len(d)), default=0)
+        self.base = day_min - 2 * max(WINDOW_DAYS) - 400  # room for look-backs of the queries
+
+    def __call__(self, entity: np.ndarray, day: np.ndarray) -> np.ndarray:
+        rank = np.searchsorted(self.entities, entity)
+        offset = np.asarray(day, np.int64) - self.base
+        if len(offset) and (offset.min() < 0 or offset.max() >= 1 << _DAY_BITS):
+            raise ValueError("day outside the supported range of the window keys")
+        return (rank.astype(np.int64) << _DAY_BITS) | offset
+
+
+# -- customers --------------------------------------------------------------------------
+
+
+def customer_daily(tx: pd.DataFrame) -> pd.DataFrame:
+    """Per customer and UTC day: count, amount sum, latest timestamp, last-hour timestamps.
+
+    Args:
+        tx: Transactions with ``customer_id``, ``event_timestamp`` and ``amount``.
+    """
+    cust = tx["customer_id"].to_numpy(np.int64)
+    ns = to_ns(tx["event_timestamp"])
+    amount = tx["amount"].to_numpy(float)
+    order = np.lexsort((ns, cust))
+    cust, ns, amount = cust[order], ns[order], amount[order]
+    day = day_of(ns)
+    starts = _group_starts(cust, day)
+    ends = np.r_[starts[1:], len(cust)]
+    late = ns >= (day + 1) * NS_DAY - NS_HOUR
+    group_of_row = np.repeat(np.arange(len(starts)), ends - starts)
+    late_lists = _lists(ns[late], group_of_row[late], len(starts))
+    return pd.DataFrame(
+        {
+            "customer_id": cust[starts],
+            "day": day[starts],
+            "tx_count": (ends - starts).astype(np.int64),
+            "amount_sum": np.add.reduceat(amount, starts) if len(starts) else np.zeros(0),
+            "last_tx_ns": ns[ends - 1],
+            "late_tx_ns": late_lists,
+        }
+    )
+
+
+def customer_snapshot(
+    daily: pd.DataFrame, customer_id: np.ndarray, day: np.ndarray
+) -> pd.DataFrame:
+    """The full-day part of every customer window as of midnight of ``day``, per query.
+
+    Args:
+        daily: Output of :func:`customer_daily` (any number of customers and days).
+        customer_id: Queried customers.
+        day: Queried UTC day numbers (the snapshot is as of that day's midnight).
+
+    Returns:
+        One row per query: ``tx_count_{w}d``, ``amount_sum_{w}d`` over days
+        ``[day - w, day)``, ``last_tx_ns`` (latest transaction before ``day``, or a
+        sentinel), ``late_tx_ns`` (transactions in the hour before midnight).
+    """
+    customer_id, day = np.asarray(customer_id, np.int64), np.asarray(day, np.int64)
+    keys = _Keys(daily["customer_id"].to_numpy(), customer_id, days=[daily["day"].to_numpy(), day])
+    dkey = keys(daily["customer_id"].to_numpy(), daily["day"].to_numpy())
+    order = np.argsort(dkey, kind="stable")
+    dkey = dkey[order]
+    counts = np.r_[0, np.cumsum(daily["tx_count"].to_numpy()[order])]
+    sums = np.r_[0.0, np.cumsum(daily["amount_sum"].to_numpy(float)[order])]
+    qkey = keys(customer_id, day)
+    hi = np.searchsorted(dkey, qkey, side="left")
+    out: dict[str, Any] = {}
+    for w in WINDOW_DAYS:
+        lo = np.searchsorted(dkey, keys(customer_id, day - w), side="left")
+        out[f"tx_count_{w}d"] = counts[hi] - counts[lo]
+        out[f"amount_sum_{w}d"] = sums[hi] - sums[lo]
+    prev = hi - 1
+    rank = qkey >> _DAY_BITS
+    has_prev = (prev >= 0) & ((dkey[np.maximum(prev, 0)] >> _DAY_BITS) == rank)
+    last = daily["last_tx_ns"].to_numpy(np.int64)[order]
+    out["last_tx_ns"] = np.where(has_prev, last[np.maximum(prev, 0)], _NONE)
+    yesterday = has_prev & (dkey[np.maximum(prev, 0)] == qkey - 1)
+    late = daily["late_tx_ns"].to_numpy(object)[order]
+    empty = np.zeros(0, np.int64)
+    out["late_tx_ns"] = [late[p] if y else empty for p, y in zip(prev, yesterday, strict=True)]
+    return pd.DataFrame(out)
+
+
+def customer_window_features(
+    customer_id: np.ndarray,
+    event_ns: np.ndarray,
+    snapshot: pd.DataFrame,
+    today: pd.DataFrame,
+) -> pd.DataFrame:
+    """Every customer window feature at each request: snapshot plus today's running part.
+
+    Args:
+        customer_id: Customer of each request.
+        event_ns: Request times (int64 ns, UTC).
+        snapshot: :func:`customer_snapshot` rows aligned with the requests (the snapshot
+            of the request's day).
+        today: The customers' transactions (``customer_id``, ``event_timestamp``,
+            ``amount``); only those on the request's UTC day and strictly before it count.
+
+    Returns:
+        The customer features of DESIGN.md, aligned with the requests.
+    """
+    customer_id, event_ns = np.asarray(customer_id, np.int64), np.asarray(event_ns, np.int64)
+    n = len(customer_id)
+    t_cust = today["customer_id"].to_numpy(np.int64)
+    t_ns = to_ns(today["event_timestamp"])
+    t_amount = today["amount"].to_numpy(float)
+    day = day_of(event_ns)
+    keys = _Keys(customer_id, t_cust, days=[day, day_of(t_ns)])
+    # One sorted stream of events per (customer, day): transactions, requests, and markers
+    # at the start of each request's 1 h window. At equal times markers and requests sort
+    # before transactions, so a transaction at exactly t never counts for t.
+    marker_ns = np.maximum(event_ns - NS_HOUR, day * NS_DAY)
+    ev_key = np.concatenate(
+        [keys(t_cust, day_of(t_ns)), keys(customer_id, day), keys(customer_id, day)]
+    )
+    ev_ns = np.concatenate([t_ns, event_ns, marker_ns])
+    ev_kind = np.concatenate([np.ones(len(t_ns), np.int8), np.zeros(2 * n, np.int8)])
+    order = np.lexsort((ev_kind, ev_ns, ev_key))
+    is_tx = ev_kind[order] == 1
+    amount = np.concatenate([t_amount, np.zeros(2 * n)])[order]
+    n_before = np.cumsum(is_tx) - is_tx  # transactions strictly before each event, globally
+    sum_before = np.cumsum(amount) - amount
+    sorted_key, sorted_ns = ev_key[order], ev_ns[order]
+    group_start = np.searchsorted(sorted_key, sorted_key, side="left")
+    position = np.empty(len(order), np.int64)
+    position[order] = np.arange(len(order))
+    at_request, at_marker = position[len(t_ns) : len(t_ns) + n], position[len(t_ns) + n :]
+    start = group_start[at_request]
+    today_count = n_before[at_request] - n_before[start]
+    today_sum = sum_before[at_request] - sum_before[start]
+    hour_count = n_before[at_request] - n_before[at_marker]
+    last_tx_pos = np.maximum.accumulate(np.where(is_tx, np.arange(len(order)), -1))[at_request]
+    seen_today = (last_tx_pos >= start) & (last_tx_pos >= 0)
+    today_last = np.where(seen_today, sorted_ns[np.maximum(last_tx_pos, 0)], _NONE)
+
+    out: dict[str, Any] = {}
+    for w in WINDOW_DAYS:
+        count = snapshot[f"tx_count_{w}d"].to_numpy(np.int64) + today_count
+        total = snapshot[f"amount_sum_{w}d"].to_numpy(float) + today_sum
+        out[f"customer_tx_count_{w}d"] = count
+        out[f"customer_amount_avg_{w}d"] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        out[f"customer_amount_sum_{w}d"] = total
+    out["customer_tx_count_1h"] = hour_count + _late_in_window(snapshot["late_tx_ns"], event_ns)
+    last = np.maximum(today_last, snapshot["last_tx_ns"].to_numpy(np.int64))
+    out["seconds_since_last_customer_tx"] = np.where(last == _NONE, np.nan, (event_ns - last) / 1e9)
+    return pd.DataFrame(out)
+
+
+def _late_in_window(late: pd.Series, event_ns: np.ndarray) -> np.ndarray:
+    """Yesterday's last-hour transactions inside each request's [t - 1 h, t)."""
+    lengths = late.map(len).to_numpy(np.int64)
+    if not lengths.sum():
+        return np.zeros(len(event_ns), np.int64)
+    values = np.concatenate([np.asarray(v, np.int64) for v in late if len(v)])
+    owner = np.repeat(np.arange(len(event_ns)), lengths)
+    inside = (values >= event_ns[owner] - NS_HOUR) & (values < event_ns[owner])
+    return np.bincount(owner[inside], minlength=len(event_ns))
+
+
+# -- merchants ----------------------------------------------------------------------------
+
+
+def merchant_daily(tx: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
+    """Per merchant and UTC day: transactions, and frauds reported in time for the windows.
+
+    A fraud of day ``k`` first enters a merchant window in the snapshot of day
+    ``k + label_delay_days + 1``; it counts when its label is available by then, so a
+    snapshot never uses a label that was not yet known.
+    """
+    merchant = tx["merchant_id"].to_numpy(np.int64)
+    ns = to_ns(tx["event_timestamp"])
+    day = day_of(ns)
+    reported_by = (day + label_delay_days + 1) * NS_DAY
+    fraud = tx["is_fraud"].to_numpy(bool) & (to_ns(tx["label_available_at"]) <= reported_by)
+    frame = pd.DataFrame(
+        {"merchant_id": merchant, "day": day, "tx_count": 1, "fraud_count": fraud.astype(np.int64)}
+    )
+    return frame.groupby(["merchant_id", "day"], as_index=False, sort=True).sum()
+
+
+def merchant_snapshot(
+    daily: pd.DataFrame, merchant_id: np.ndarray, day: np.ndarray, label_delay_days: int
+) -> pd.DataFrame:
+    """Merchant features as of midnight of ``day``: windows ``[day - d - w, day - d)``."""
+    merchant_id, day = np.asarray(merchant_id, np.int64), np.asarray(day, np.int64)
+    keys = _Keys(daily["merchant_id"].to_numpy(), merchant_id, days=[daily["day"].to_numpy(), day])
+    dkey = keys(daily["merchant_id"].to_numpy(), daily["day"].to_numpy())
+    order = np.argsort(dkey, kind="stable")
+    dkey = dkey[order]
+    counts = np.r_[0, np.cumsum(daily["tx_count"].to_numpy()[order])]
+    frauds = np.r_[0, np.cumsum(daily["fraud_count"].to_numpy()[order])]
+    end = day - label_delay_days
+    hi = np.searchsorted(dkey, keys(merchant_id, end), side="left")
+    out: dict[str, Any] = {}
+    for w in WINDOW_DAYS:
+        lo = np.searchsorted(dkey, keys(merchant_id, end - w), side="left")
+        count, fraud = counts[hi] - counts[lo], frauds[hi] - frauds[lo]
+        out[f"merchant_tx_count_{w}d"] = count
+        out[f"merchant_fraud_rate_{w}d"] = np.where(count > 0, fraud / np.maximum(count, 1), 0.0)
+    return pd.DataFrame(out)
+
+
+# -- rows of the model input and of the Feast sources ---------------------------------------
+
+
+def feature_rows(
+    tx: pd.DataFrame, merchant_days: pd.DataFrame, label_delay_days: int
+) -> pd.DataFrame:
+    """Every feature, as of each transaction, for customers whose whole history is in ``tx``.
+
+    Args:
+        tx: Transactions of the contract; each customer's history complete.
+        merchant_days: :func:`merchant_daily` of *all* transactions (merchants are shared
+            across customer partitions).
+        label_delay_days: ``d`` of the merchant windows.
+
+    Returns:
+        The model-input columns of DESIGN.md, one row per transaction (input order).
+    """
+    cust = tx["customer_id"].to_numpy(np.int64)
+    ns = to_ns(tx["event_timestamp"])
+    day = day_of(ns)
+    snapshot = customer_snapshot(customer_daily(tx), cust, day)
+    customer = customer_window_features(cust, ns, snapshot, tx)
+    merchant = merchant_snapshot(
+        merchant_days, tx["merchant_id"].to_numpy(np.int64), day, label_delay_days
+    )
+    request = request_features(
+        tx["amount"].to_numpy(float), ns, customer["customer_amount_avg_30d"].to_numpy()
+    )
+    keys = tx[[*KEY_COLUMNS, *LABEL_COLUMNS]].reset_index(drop=True)
+    return pd.concat([keys, customer, merchant, request], axis=1)
+
+
+def customer_snapshot_rows(daily: pd.DataFrame, until_day: int | None = None) -> pd.DataFrame:
+    """Snapshot rows for the Feast source: one per customer and day on which a value changes.
+
+    Between two rows the values stay the same, so Feast's point-in-time join (latest row
+    at or before ``t``) returns exactly the snapshot of ``t``'s day.
+    """
+    offsets = sorted({1, 2, *(w + 1 for w in WINDOW_DAYS)})  # enter, late-hour, leave
+    return _snapshot_rows(daily, "customer_id", offsets, until_day, customer_snapshot)
+
+
+def merchant_snapshot_rows(
+    daily: pd.DataFrame, label_delay_days: int, until_day: int | None = None
+) -> pd.DataFrame:
+    """Merchant snapshot rows for the Feast source, at the days their values change."""
+    d = label_delay_days
+    offsets = sorted({d + 1, *(d + w + 1 for w in WINDOW_DAYS)})
+
+    def snapshot(days: pd.DataFrame, ids: np.ndarray, at: np.ndarray) -> pd.DataFrame:
+        return merchant_snapshot(days, ids, at, d)
+
+    return _snapshot_rows(daily, "merchant_id", offsets, until_day, snapshot)
+
+
+def _snapshot_rows(
+    daily: pd.DataFrame, entity: str, offsets: list[int], until_day: int | None, snapshot: Any
+) -> pd.DataFrame:
+    ids = np.repeat(daily[entity].to_numpy(np.int64), len(offsets))
+    days = (daily["day"].to_numpy(np.int64)[:, None] + np.asarray(offsets)).ravel()
+    pairs = pd.DataFrame({entity: ids, "day": days}).drop_duplicates()
+    if until_day is not None:
+        pairs = pairs[pairs["day"] <= until_day]
+    pairs = pairs.sort_values([entity, "day"], ignore_index=True)
+    values = snapshot(daily, pairs[entity].to_numpy(), pairs["day"].to_numpy())
+    stamp = pd.DatetimeIndex((pairs["day"].to_numpy() * NS_DAY).view("datetime64[ns]")).tz_localize(
+        "UTC"
+    )
+    return pd.concat([pairs[[entity]], pd.DataFrame({"snapshot_ts": stamp}), values], axis=1)
+
+
+# -- request time -------------------------------------------------------------------------
+
+
+def request_features(
+    amount: np.ndarray, event_ns: np.ndarray, amount_avg_30d: np.ndarray
+) -> pd.DataFrame:
+    """Features known from the request alone (and the customer's 30-day average)."""
+    seconds_of_day = (np.asarray(event_ns, np.int64) % NS_DAY) // 1_000_000_000
+    hour = (seconds_of_day // 3600).astype(np.int64)
+    weekday = (day_of(np.asarray(event_ns, np.int64)) + 3) % 7  # 1970-01-01 was a Thursday
+    avg = np.asarray(amount_avg_30d, float)
+    return pd.DataFrame(
+        {
+            "amount_to_customer_avg_30d": np.asarray(amount, float) / avg,
+            "hour_of_day": hour,
+            "is_weekend": weekday >= 5,
+            "is_night": (hour >= NIGHT_HOURS.start) & (hour < NIGHT_HOURS.stop),
+        }
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _group_starts(*sorted_keys: np.ndarray) -> np.ndarray:
+    if not len(sorted_keys[0]):
+        return np.zeros(0, np.int64)
+    change = np.zeros(len(sorted_keys[0]), bool)
+    change[0] = True
+    for key in sorted_keys:
+        change[1:] |= key[1:] != key[:-1]
+    return np.flatnonzero(change)
+
+
+def _lists(values: np.ndarray, group: np.ndarray, n_groups: int) -> list[np.ndarray]:
+    """Split ``values`` (ordered by ``group``) into one array per group, empty ones included."""
+    bounds = np.searchsorted(group, np.arange(n_groups + 1))
+    return [values[bounds[i] : bounds[i + 1]] for i in range(n_groups)]
