@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-import datetime as dt
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from payments_ml.contracts import split_by_contract
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import FEATURES, TRAINING_SET_COLUMNS
-from payments_ml.pipelines.data_gen import generator as g
 from tests.features.reference import reference_features
 
 D = pd.Timestamp("2025-06-11", tz="UTC")  # the day of the scored transactions (a Wednesday)
@@ -141,22 +136,8 @@ def test_rows_hold_the_model_input_columns_in_input_order():
     assert list(rows["transaction_id"]) == ["t0", "t1", "t2"]
 
 
-@pytest.fixture(scope="module")
-def generated(base_params) -> pd.DataFrame:
-    """18 days of a small generated world (about 11 k transactions)."""
-    params = copy.deepcopy(base_params) | {"n_customers": 500, "n_merchants": 100, "n_regions": 5}
-    customers = g.build_customers(params)
-    world = g.World.from_catalogues(
-        customers, g.build_cards(customers, params), g.build_merchants(params), params
-    )
-    days = [dt.date(2025, 5, 1) + dt.timedelta(days=i) for i in range(18)]
-    valid, _ = split_by_contract(
-        pd.concat([g.generate_day(world, d) for d in days], ignore_index=True)
-    )
-    return valid
-
-
-def test_vectorised_features_equal_the_pandas_reference(generated):
+def test_vectorised_features_equal_the_pandas_reference(generated_transactions):
+    generated = generated_transactions
     ours = _features(generated)
     expected = reference_features(generated, DELAY)
     assert len(ours) == len(generated) > 10_000
@@ -172,7 +153,8 @@ def test_vectorised_features_equal_the_pandas_reference(generated):
     )
 
 
-def test_snapshot_rows_give_the_snapshot_of_any_day_by_point_in_time_lookup(generated):
+def test_snapshot_rows_give_the_snapshot_of_any_day_by_point_in_time_lookup(generated_transactions):
+    generated = generated_transactions
     daily = fw.customer_daily(generated)
     rows = fw.customer_snapshot_rows(daily)
     ns = fw.to_ns(generated["event_timestamp"])

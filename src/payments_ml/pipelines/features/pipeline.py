@@ -1,0 +1,31 @@
+"""features pipeline wiring."""
+
+from kedro.pipeline import Node, Pipeline
+
+from payments_ml.pipelines.features import nodes
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """raw_transactions -> merchant days -> merchant snapshots; customer partitions -> rows."""
+    return Pipeline(
+        [
+            Node(
+                nodes.aggregate_merchant_days,
+                ["raw_transactions", "params:features"],
+                "merchant_days",
+                name="aggregate_merchant_days_node",
+            ),
+            Node(
+                nodes.build_merchant_snapshots,
+                ["merchant_days", "params:features"],
+                "merchant_snapshots",
+                name="build_merchant_snapshots_node",
+            ),
+            Node(
+                nodes.build_customer_features,
+                ["raw_transactions", "merchant_days", "params:features"],
+                ["training_set", "customer_snapshots"],
+                name="build_customer_features_node",
+            ),
+        ]
+    )

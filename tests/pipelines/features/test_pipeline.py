@@ -1,0 +1,81 @@
+"""The features pipeline on Ray Data equals the plain reference on generated data."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from payments_ml.features import windows as fw
+from payments_ml.features.definitions import FEATURES, TRAINING_SET_COLUMNS
+from payments_ml.pipelines.features import create_pipeline
+from tests.features.reference import reference_features
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+DELAY = 7
+
+
+@pytest.fixture(scope="module")
+def outputs(ray_session, generated_transactions) -> dict[str, pd.DataFrame]:
+    catalog = DataCatalog(
+        {
+            "raw_transactions": MemoryDataset(
+                ray_session.data.from_pandas(generated_transactions, override_num_blocks=6),
+                copy_mode="assign",
+            ),
+            "params:features": MemoryDataset({"label_delay_days": DELAY, "partitions": 3}),
+            "training_set": MemoryDataset(copy_mode="assign"),
+            "customer_snapshots": MemoryDataset(copy_mode="assign"),
+            "merchant_snapshots": MemoryDataset(),
+            "merchant_days": MemoryDataset(),
+        }
+    )
+    SequentialRunner().run(create_pipeline(), catalog)
+    return {
+        "training_set": catalog.load("training_set").to_pandas(),
+        "customer_snapshots": catalog.load("customer_snapshots").to_pandas(),
+        "merchant_snapshots": catalog.load("merchant_snapshots"),
+    }
+
+
+def test_training_set_has_every_transaction_and_column(outputs, generated_transactions):
+    rows = outputs["training_set"]
+    assert len(rows) == len(generated_transactions)
+    assert set(rows["transaction_id"]) == set(generated_transactions["transaction_id"])
+    assert list(rows.columns) == [*TRAINING_SET_COLUMNS, "event_date"]
+
+
+def test_ray_features_equal_the_reference(outputs, generated_transactions):
+    rows = outputs["training_set"].set_index("transaction_id")
+    expected = reference_features(generated_transactions, DELAY)
+    pd.testing.assert_frame_equal(
+        rows.loc[expected.index, FEATURES].astype(float).reset_index(drop=True),
+        expected[FEATURES].astype(float).reset_index(drop=True),
+        rtol=1e-9,
+        atol=1e-9,
+    )
+
+
+def test_customer_snapshots_cover_every_customer_once_per_change(outputs, generated_transactions):
+    snapshots = outputs["customer_snapshots"]
+    assert set(snapshots["customer_id"]) == set(generated_transactions["customer_id"])
+    assert not snapshots.duplicated(["customer_id", "snapshot_ts"]).any()
+    last_day = fw.day_of(fw.to_ns(generated_transactions["event_timestamp"])).max()
+    assert fw.day_of(fw.to_ns(snapshots["snapshot_ts"])).max() == last_day + 1
+
+
+def test_merchant_snapshots_end_the_day_after_the_data(outputs, generated_transactions):
+    snapshots = outputs["merchant_snapshots"]
+    assert set(snapshots["merchant_id"]) <= set(generated_transactions["merchant_id"])
+    assert snapshots["merchant_fraud_rate_30d"].between(0, 1).all()
+    last_day = fw.day_of(fw.to_ns(generated_transactions["event_timestamp"])).max()
+    assert fw.day_of(fw.to_ns(snapshots["snapshot_ts"])).max() <= last_day + 1
+
+
+def test_a_negative_label_delay_is_refused(ray_session):
+    from payments_ml.pipelines.features.nodes import aggregate_merchant_days  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match="features.label_delay_days must be >= 0, got -1"):
+        aggregate_merchant_days(ray_session.data.range(1), {"label_delay_days": -1})
