@@ -14,6 +14,8 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     "config_patterns": {
         "ray": ["ray*", "ray*/**"],
+        # feast.yml is read by the features nodes as `params:feast`.
+        "parameters": ["parameters*", "parameters*/**", "**/parameters*", "feast*", "feast*/**"],
     },
     # ${oc.env:RAY_ADDRESS} in conf/cluster: addresses come from the environment.
     "custom_resolvers": {"oc.env": oc.env},

@@ -27,5 +27,22 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["training_set", "customer_snapshots"],
                 name="build_customer_features_node",
             ),
+            Node(
+                nodes.apply_feature_store,
+                ["params:feast", "customer_snapshots", "merchant_snapshots"],
+                "feature_store_definitions",
+                name="apply_feature_store_node",
+            ),
+            Node(
+                nodes.materialize_online,
+                [
+                    "params:feast",
+                    "customer_snapshots",
+                    "merchant_snapshots",
+                    "feature_store_definitions",
+                ],
+                "online_materialization",
+                name="materialize_online_node",
+            ),
         ]
     )

@@ -1,0 +1,171 @@
+"""The feature store of a Kedro environment: configuration, definitions, online writes."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+from feast import FeatureStore, FeatureView, RepoConfig
+from feast.infra.online_stores.helpers import get_online_store_from_config
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Int64List
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.types import Array, Float64, Int64
+
+from payments_ml.feature_store.entities import customer, merchant
+from payments_ml.feature_store.services import fraud_model_v1
+from payments_ml.feature_store.sources import customer_snapshots_source, merchant_snapshots_source
+from payments_ml.feature_store.views import customer_snapshot_fv, merchant_snapshot_fv
+
+logger = logging.getLogger(__name__)
+
+
+def repo_config(config: dict[str, Any]) -> RepoConfig:
+    """Feast's RepoConfig from the ``feast`` section of conf/<env>/feast.yml.
+
+    Relative paths are taken from the project root (the working directory of `kedro run`);
+    a ``redis://host:port/db`` URL becomes Feast's ``host:port,db=N`` connection string.
+    """
+    online = dict(config["online_store"])
+    if online.get("type") == "sqlite":
+        online["path"] = _absolute(online["path"])
+    elif online.get("type") == "redis":
+        online["connection_string"] = _redis_connection(online["connection_string"])
+    return RepoConfig(
+        project=config["project"],
+        registry=_absolute(config["registry"]),
+        provider="local",
+        offline_store=dict(config.get("offline_store") or {"type": "file"}),
+        online_store=online,
+        entity_key_serialization_version=3,
+        repo_path=str(Path.cwd()),
+    )
+
+
+def definitions(config: dict[str, Any]) -> dict[str, Any]:
+    """Every Feast object of the project, with source paths from the configuration."""
+    sources = config["sources"]
+    customer_fv = customer_snapshot_fv(
+        customer_snapshots_source(_absolute(sources["customer_snapshots"]))
+    )
+    merchant_fv = merchant_snapshot_fv(
+        merchant_snapshots_source(_absolute(sources["merchant_snapshots"]))
+    )
+    return {
+        "customer": customer,
+        "merchant": merchant,
+        customer_fv.name: customer_fv,
+        merchant_fv.name: merchant_fv,
+        "fraud_model_v1": fraud_model_v1(customer_fv, merchant_fv),
+    }
+
+
+def open_store(config: dict[str, Any]) -> FeatureStore:
+    """The FeatureStore of this environment (registry and online store created on demand)."""
+    return FeatureStore(config=repo_config(config))
+
+
+def write_online(store: FeatureStore, view: FeatureView, rows: pd.DataFrame) -> int:
+    """Write one row per entity to the online store, all or nothing.
+
+    Every column is checked and converted before anything is written, and the SQLite
+    online store writes the batch in one transaction, so a bad input leaves the store as
+    it was.
+
+    Args:
+        store: The feature store.
+        view: The feature view the rows belong to.
+        rows: One row per entity: its join key, ``snapshot_ts`` and every feature.
+
+    Returns:
+        The number of entities written.
+
+    Raises:
+        ValueError: A column is missing or has the wrong type; the message names it.
+    """
+    join_key = store.get_entity(view.entities[0]).join_key
+    _check_columns(view, rows, join_key)
+    keys = [
+        EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=int(v))])
+        for v in rows[join_key].to_numpy(np.int64)
+    ]
+    values = {f.name: _to_protos(rows[f.name], f.dtype) for f in view.features}
+    stamps = pd.to_datetime(rows["snapshot_ts"], utc=True).dt.to_pydatetime()
+    data = [
+        (key, {name: column[i] for name, column in values.items()}, stamps[i], None)
+        for i, key in enumerate(keys)
+    ]
+    if data:
+        online_store = get_online_store_from_config(store.config.online_store)
+        online_store.online_write_batch(store.config, view, data, progress=None)
+    return len(data)
+
+
+def latest_rows(rows: pd.DataFrame, join_key: str) -> pd.DataFrame:
+    """The latest snapshot row of every entity (what the online store serves)."""
+    ordered = rows.sort_values([join_key, "snapshot_ts"], kind="stable")
+    return ordered.drop_duplicates(join_key, keep="last").reset_index(drop=True)
+
+
+def _check_columns(view: FeatureView, rows: pd.DataFrame, join_key: str) -> None:
+    expected = {
+        join_key: Int64,
+        "snapshot_ts": "timestamp",
+        **{f.name: f.dtype for f in view.features},
+    }
+    for name, dtype in expected.items():
+        if name not in rows:
+            raise ValueError(f"{view.name}: missing column '{name}'; found {sorted(rows.columns)}")
+        column = rows[name]
+        ok = {
+            "timestamp": pd.api.types.is_datetime64_any_dtype(column),
+            Int64: pd.api.types.is_integer_dtype(column),
+            Float64: pd.api.types.is_float_dtype(column) or pd.api.types.is_integer_dtype(column),
+        }.get(dtype)
+        if ok is None:  # arrays
+            ok = column.map(lambda v: isinstance(v, list | tuple | np.ndarray)).all()
+        if not ok:
+            raise ValueError(
+                f"{view.name}: column '{name}' should be {dtype}, found {column.dtype}; "
+                "rebuild the snapshots with `kedro run --pipelines features`"
+            )
+
+
+def _to_protos(column: pd.Series, dtype: Any) -> list[ValueProto]:
+    if dtype == Int64:
+        return [ValueProto(int64_val=v) for v in column.to_numpy(np.int64).tolist()]
+    if dtype == Float64:
+        return [ValueProto(double_val=v) for v in column.to_numpy(float).tolist()]
+    if dtype == Array(Int64):
+        return [
+            ValueProto(int64_list_val=Int64List(val=np.asarray(v, np.int64).tolist()))
+            for v in column
+        ]
+    raise ValueError(f"no online conversion for feature type {dtype}")
+
+
+def _absolute(path: str) -> str:
+    if "://" in path:
+        return path
+    target = Path(path).expanduser()
+    target = target if target.is_absolute() else Path.cwd() / target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target.as_posix()
+
+
+def _redis_connection(url: str) -> str:
+    if "://" not in url:
+        return url
+    parsed = urlparse(url)
+    parts = [f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 6379}"]
+    if parsed.password:
+        parts.append(f"password={parsed.password}")
+    if parsed.scheme == "rediss":
+        parts.append("ssl=true")
+    if parsed.path.strip("/"):
+        parts.append(f"db={parsed.path.strip('/')}")
+    return ",".join(parts)
