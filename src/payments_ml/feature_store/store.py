@@ -105,6 +105,13 @@ def write_online(store: FeatureStore, view: FeatureView, rows: pd.DataFrame) -> 
     return len(data)
 
 
+def read_online(store: FeatureStore, view: str, join_key: str, ids: np.ndarray) -> pd.DataFrame:
+    """One row per requested id from the online store (nulls where it has none)."""
+    names = [f"{view}:{f.name}" for f in store.get_feature_view(view).features]
+    rows = [{join_key: int(i)} for i in np.asarray(ids, np.int64)]
+    return store.get_online_features(features=names, entity_rows=rows).to_df()
+
+
 def latest_rows(rows: pd.DataFrame, join_key: str) -> pd.DataFrame:
     """The latest snapshot row of every entity (what the online store serves)."""
     ordered = rows.sort_values([join_key, "snapshot_ts"], kind="stable")

@@ -128,6 +128,25 @@ def customer_snapshot(
     return pd.DataFrame(out)
 
 
+def complete_snapshot(rows: pd.DataFrame) -> pd.DataFrame:
+    """Fill the gaps of snapshot rows read from a store: an unknown customer has empty windows.
+
+    Args:
+        rows: Snapshot columns (``tx_count_{w}d``, ``amount_sum_{w}d``, ``last_tx_ns``,
+            ``late_tx_ns``) with nulls where the store had no row.
+    """
+    out = pd.DataFrame(index=rows.index)
+    for w in WINDOW_DAYS:
+        out[f"tx_count_{w}d"] = rows[f"tx_count_{w}d"].fillna(0).astype(np.int64)
+        out[f"amount_sum_{w}d"] = rows[f"amount_sum_{w}d"].astype(float).fillna(0.0)
+    out["last_tx_ns"] = rows["last_tx_ns"].fillna(_NONE).astype(np.int64)
+    empty = np.zeros(0, np.int64)
+    out["late_tx_ns"] = [
+        empty if v is None or not len(v) else np.asarray(v, np.int64) for v in rows["late_tx_ns"]
+    ]
+    return out.reset_index(drop=True)
+
+
 def customer_window_features(
     customer_id: np.ndarray,
     event_ns: np.ndarray,
@@ -308,6 +327,11 @@ def _snapshot_rows(
 ) -> pd.DataFrame:
     ids = np.repeat(daily[entity].to_numpy(np.int64), len(offsets))
     days = (daily["day"].to_numpy(np.int64)[:, None] + np.asarray(offsets)).ravel()
+    # Also a row at each entity's first day (empty windows): every transaction then has a
+    # row at or before it, which Feast's file offline store needs (its as-of join is inner).
+    first = daily.groupby(entity, sort=False)["day"].min()
+    ids = np.concatenate([ids, first.index.to_numpy(np.int64)])
+    days = np.concatenate([days, first.to_numpy(np.int64)])
     pairs = pd.DataFrame({entity: ids, "day": days}).drop_duplicates()
     if until_day is not None:
         pairs = pairs[pairs["day"] <= until_day]

@@ -32,7 +32,9 @@ def outputs(ray_session, generated_transactions) -> dict[str, pd.DataFrame]:
             "merchant_days": MemoryDataset(),
         }
     )
-    compute = create_pipeline().to_outputs("training_set", "customer_snapshots", "merchant_snapshots")
+    compute = create_pipeline().to_outputs(
+        "training_set", "customer_snapshots", "merchant_snapshots"
+    )
     SequentialRunner().run(compute, catalog)
     return {
         "training_set": catalog.load("training_set").to_pandas(),

@@ -1,0 +1,58 @@
+"""A Feast repository in a temporary folder, over snapshots of generated transactions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from payments_ml.features import windows as fw
+from payments_ml.pipelines.features.nodes import _snapshot_table
+
+DELAY = 7
+
+
+@pytest.fixture(scope="module")
+def snapshots(generated_transactions) -> dict[str, pd.DataFrame]:
+    tx = generated_transactions
+    until = int(fw.day_of(fw.to_ns(tx["event_timestamp"])).max()) + 1
+    merchant_days = fw.merchant_daily(tx, DELAY)
+    return {
+        "customer": fw.customer_snapshot_rows(fw.customer_daily(tx), until),
+        "merchant": fw.merchant_snapshot_rows(merchant_days, DELAY, until),
+        "merchant_days": merchant_days,
+        "training_set": fw.feature_rows(tx, merchant_days, DELAY),
+    }
+
+
+def feast_config(root: Any, online_store: dict | None = None) -> dict[str, Any]:
+    return {
+        "project": "payments_ml_test",
+        "registry": str(root / "registry.db"),
+        "offline_store": {"type": "file"},
+        "online_store": online_store or {"type": "sqlite", "path": str(root / "online_store.db")},
+        "sources": {
+            "customer_snapshots": str(root / "customer_snapshots"),
+            "merchant_snapshots": str(root / "merchant_snapshots.parquet"),
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, snapshots) -> dict[str, Any]:
+    """Snapshot files written as the pipeline writes them, definitions applied."""
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    from payments_ml.feature_store import store as fs  # noqa: PLC0415
+
+    root = tmp_path_factory.mktemp("feast")
+    config = feast_config(root)
+    (root / "customer_snapshots").mkdir()
+    pq.write_table(
+        _snapshot_table(snapshots["customer"]), root / "customer_snapshots" / "part-0.parquet"
+    )
+    snapshots["merchant"].to_parquet(root / "merchant_snapshots.parquet")
+    store = fs.open_store(config)
+    store.apply(list(fs.definitions(config).values()))
+    return {"config": config, "store": store, "root": root}
