@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("data_gen",)
+BENCHMARKS = ("data_gen", "features")
 
 
 def main() -> None:

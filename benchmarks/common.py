@@ -31,10 +31,14 @@ def timer() -> Iterator[dict[str, float]]:
 
 
 def start_ray(num_cpus: int | None = None) -> float:
-    """Start a local Ray cluster as `kedro run` does; returns the start-up seconds."""
+    """Start a local Ray cluster with conf/base/ray.yml's Data settings; returns seconds."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray  # noqa: PLC0415
 
+    from payments_ml.hooks import _configure_data  # noqa: PLC0415
+
+    with open(ROOT / "conf/base/ray.yml") as f:
+        data_settings = yaml.safe_load(f)["ray"].get("data") or {}
     with timer() as t:
         ray.init(
             num_cpus=num_cpus or os.cpu_count(),
@@ -42,7 +46,7 @@ def start_ray(num_cpus: int | None = None) -> float:
             log_to_driver=False,
             object_store_memory=4 * 1024**3,
         )
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        _configure_data(data_settings | {"enable_progress_bars": False})
     return t["seconds"]
 
 

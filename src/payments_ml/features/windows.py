@@ -48,7 +48,7 @@ class _Keys:
         self.base = day_min - 2 * max(WINDOW_DAYS) - 400  # room for look-backs of the queries
 
     def __call__(self, entity: np.ndarray, day: np.ndarray) -> np.ndarray:
-        rank = np.searchsorted(self.entities, entity)
+        rank = pd.Index(self.entities).get_indexer(np.asarray(entity, np.int64))  # hash: any order
         offset = np.asarray(day, np.int64) - self.base
         if len(offset) and (offset.min() < 0 or offset.max() >= 1 << _DAY_BITS):
             raise ValueError("day outside the supported range of the window keys")
@@ -110,10 +110,12 @@ def customer_snapshot(
     counts = np.r_[0, np.cumsum(daily["tx_count"].to_numpy()[order])]
     sums = np.r_[0.0, np.cumsum(daily["amount_sum"].to_numpy(float)[order])]
     qkey = keys(customer_id, day)
-    hi = np.searchsorted(dkey, qkey, side="left")
+    keys(customer_id, day - max(WINDOW_DAYS))  # checks the look-back stays in range
+    search = _SortedSearch(dkey, qkey)
+    hi = search(0)
     out: dict[str, Any] = {}
     for w in WINDOW_DAYS:
-        lo = np.searchsorted(dkey, keys(customer_id, day - w), side="left")
+        lo = search(-w)  # key(c, day - w) = key(c, day) - w
         out[f"tx_count_{w}d"] = counts[hi] - counts[lo]
         out[f"amount_sum_{w}d"] = sums[hi] - sums[lo]
     prev = hi - 1
@@ -257,10 +259,12 @@ def merchant_snapshot(
     counts = np.r_[0, np.cumsum(daily["tx_count"].to_numpy()[order])]
     frauds = np.r_[0, np.cumsum(daily["fraud_count"].to_numpy()[order])]
     end = day - label_delay_days
-    hi = np.searchsorted(dkey, keys(merchant_id, end), side="left")
+    keys(merchant_id, end - max(WINDOW_DAYS))  # checks the look-back stays in range
+    search = _SortedSearch(dkey, keys(merchant_id, end))
+    hi = search(0)
     out: dict[str, Any] = {}
     for w in WINDOW_DAYS:
-        lo = np.searchsorted(dkey, keys(merchant_id, end - w), side="left")
+        lo = search(-w)
         count, fraud = counts[hi] - counts[lo], frauds[hi] - frauds[lo]
         out[f"merchant_tx_count_{w}d"] = count
         out[f"merchant_fraud_rate_{w}d"] = np.where(count > 0, fraud / np.maximum(count, 1), 0.0)
@@ -362,6 +366,24 @@ def request_features(
             "is_night": (hour >= NIGHT_HOURS.start) & (hour < NIGHT_HOURS.stop),
         }
     )
+
+
+class _SortedSearch:
+    """``searchsorted(haystack, needles + shift)`` for several shifts, needles sorted once.
+
+    Searching sorted needles is several times faster than random ones (cache locality);
+    a shift keeps their order, so one argsort serves every window.
+    """
+
+    def __init__(self, haystack: np.ndarray, needles: np.ndarray) -> None:
+        self._haystack = haystack
+        self._order = np.argsort(needles, kind="stable")
+        self._sorted = needles[self._order]
+
+    def __call__(self, shift: int) -> np.ndarray:
+        found = np.empty(len(self._order), np.int64)
+        found[self._order] = np.searchsorted(self._haystack, self._sorted + shift, side="left")
+        return found
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ def outputs(ray_session, generated_transactions) -> dict[str, pd.DataFrame]:
             "customer_snapshots": MemoryDataset(copy_mode="assign"),
             "merchant_snapshots": MemoryDataset(),
             "merchant_days": MemoryDataset(),
+            "transactions_by_customer": MemoryDataset(copy_mode="assign"),
         }
     )
     compute = create_pipeline().to_outputs(

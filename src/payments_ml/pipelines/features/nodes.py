@@ -27,22 +27,37 @@ _INPUT_COLUMNS = [
 ]
 
 
-def aggregate_merchant_days(transactions: ray.data.Dataset, params: dict[str, Any]) -> pd.DataFrame:
+def partition_by_customer(
+    transactions: ray.data.Dataset, params: dict[str, Any]
+) -> ray.data.Dataset:
+    """Hash-partition the transactions by customer (each history whole in one partition).
+
+    The shuffle runs once and stays in the object store: merchant days and customer
+    features both read it. Partitions: ``features.partitions``, or 2 per cluster CPU.
+    """
+    partitions = params.get("partitions") or 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+    logger.info("Shuffling transactions into %d customer partitions", partitions)
+    return (
+        transactions.select_columns(_INPUT_COLUMNS)
+        .repartition(partitions, keys=["customer_id"])
+        .materialize()
+    )
+
+
+def aggregate_merchant_days(
+    transactions_by_customer: ray.data.Dataset, params: dict[str, Any]
+) -> pd.DataFrame:
     """Per merchant and day: transactions and frauds reported in time (small: collected)."""
     delay = _label_delay(params)
-    partial = transactions.select_columns(
-        ["merchant_id", "event_timestamp", "is_fraud", "label_available_at"]
-    ).map_batches(
+    partial = transactions_by_customer.map_batches(
         _merchant_daily,
         batch_format="pyarrow",
         batch_size=None,
         fn_kwargs={"label_delay_days": delay},
     )
-    daily = partial.to_pandas()
-    # A day may be split over several blocks: add the partial counts up.
-    daily = daily.groupby(["merchant_id", "day"], as_index=False, sort=True)[
-        ["tx_count", "fraud_count"]
-    ].sum()
+    # A merchant's day is spread over the customer partitions: add the partial counts up.
+    daily = partial.to_pandas().groupby(["merchant_id", "day"], as_index=False, sort=True)
+    daily = daily[["tx_count", "fraud_count"]].sum()
     logger.info(
         "Merchant days: %d rows for %d merchants", len(daily), daily["merchant_id"].nunique()
     )
@@ -58,34 +73,26 @@ def build_merchant_snapshots(merchant_days: pd.DataFrame, params: dict[str, Any]
 
 
 def build_customer_features(
-    transactions: ray.data.Dataset,
+    transactions_by_customer: ray.data.Dataset,
     merchant_days: pd.DataFrame,
     params: dict[str, Any],
 ) -> tuple[ray.data.Dataset, ray.data.Dataset]:
-    """Partition transactions by customer; compute training rows and customer snapshots.
+    """Training rows and customer snapshot rows, vectorised per customer partition.
 
     Returns:
-        ``(training_set, customer_snapshots)`` as lazy Datasets over the same shuffled
-        partitions (shuffled once, kept in the object store while both are written).
+        ``(training_set, customer_snapshots)`` as lazy Datasets over the partitions.
     """
     delay = _label_delay(params)
-    partitions = params.get("partitions") or 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
     until = int(merchant_days["day"].max()) + 1 if len(merchant_days) else None
-    logger.info("Shuffling transactions into %d customer partitions", partitions)
-    by_customer = (
-        transactions.select_columns(_INPUT_COLUMNS)
-        .repartition(partitions, keys=["customer_id"])
-        .materialize()
-    )
     merchants_ref = ray.put(merchant_days)
     # Arrow batches converted by pyarrow give the feature code plain numpy dtypes.
     whole = {"batch_format": "pyarrow", "batch_size": None}
-    training_set = by_customer.map_batches(
+    training_set = transactions_by_customer.map_batches(
         _training_rows,
         fn_kwargs={"merchant_days": merchants_ref, "label_delay_days": delay},
         **whole,
     )
-    snapshots = by_customer.map_batches(
+    snapshots = transactions_by_customer.map_batches(
         _customer_snapshots, fn_kwargs={"until_day": until}, **whole
     )
     return training_set, snapshots

@@ -6,12 +6,18 @@ from payments_ml.pipelines.features import nodes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """raw_transactions -> merchant days -> merchant snapshots; customer partitions -> rows."""
+    """Shuffle by customer once; merchant days, snapshots and training rows; then Feast."""
     return Pipeline(
         [
             Node(
-                nodes.aggregate_merchant_days,
+                nodes.partition_by_customer,
                 ["raw_transactions", "params:features"],
+                "transactions_by_customer",
+                name="partition_by_customer_node",
+            ),
+            Node(
+                nodes.aggregate_merchant_days,
+                ["transactions_by_customer", "params:features"],
                 "merchant_days",
                 name="aggregate_merchant_days_node",
             ),
@@ -23,7 +29,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.build_customer_features,
-                ["raw_transactions", "merchant_days", "params:features"],
+                ["transactions_by_customer", "merchant_days", "params:features"],
                 ["training_set", "customer_snapshots"],
                 name="build_customer_features_node",
             ),

@@ -1,0 +1,229 @@
+"""Feature build: the features pipeline on Ray Data vs the same features in DuckDB SQL.
+
+Both sides read the day-partitioned raw transactions and write the model input table
+(every feature of DESIGN.md for every transaction); the two outputs are compared before
+any figure is printed. Then the online store: materialization rows/s of the latest
+snapshots, and get_online_features latency for one customer + one merchant.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.common import load_params, print_table, start_ray, timer
+from payments_ml.datasets import RayParquetDataset
+from payments_ml.features.definitions import FEATURES
+from payments_ml.pipelines.data_gen import nodes as gen
+from payments_ml.pipelines.features import nodes
+
+SIZES = {"1M": 10_000, "10M": 100_000}  # customers for 90 days at the default rates
+DELAY = 7
+NS_DAY = 86_400 * 10**9
+
+DUCKDB_SQL = """
+WITH tx AS (
+    SELECT transaction_id, customer_id, card_id, merchant_id, amount, is_fraud, label_available_at,
+           event_timestamp, epoch_ns(event_timestamp) AS t, epoch_ns(event_timestamp) // {day} AS day
+    FROM read_parquet('{raw}/*/*.parquet', hive_partitioning = true)
+),
+customer_days AS (
+    SELECT customer_id, day, count(*) AS n, sum(amount) AS s FROM tx GROUP BY ALL
+),
+customer_snapshot AS (  -- full days [D - w, D)
+    SELECT customer_id, day,
+        coalesce(sum(n) OVER w1, 0) AS n1, coalesce(sum(s) OVER w1, 0) AS s1,
+        coalesce(sum(n) OVER w7, 0) AS n7, coalesce(sum(s) OVER w7, 0) AS s7,
+        coalesce(sum(n) OVER w30, 0) AS n30, coalesce(sum(s) OVER w30, 0) AS s30
+    FROM customer_days
+    WINDOW w1 AS (PARTITION BY customer_id ORDER BY day RANGE BETWEEN 1 PRECEDING AND 1 PRECEDING),
+           w7 AS (PARTITION BY customer_id ORDER BY day RANGE BETWEEN 7 PRECEDING AND 1 PRECEDING),
+           w30 AS (PARTITION BY customer_id ORDER BY day RANGE BETWEEN 30 PRECEDING AND 1 PRECEDING)
+),
+merchant_days AS (
+    SELECT merchant_id, day, count(*) AS n,
+           count(*) FILTER (WHERE is_fraud AND epoch_ns(label_available_at) <= (day + {d} + 1) * {day}) AS f
+    FROM tx GROUP BY ALL
+),
+merchant_snapshot AS (  -- full days [D - d - w, D - d)
+    SELECT merchant_id, day,
+        coalesce(sum(n) OVER w1, 0) AS n1, coalesce(sum(f) OVER w1, 0) AS f1,
+        coalesce(sum(n) OVER w7, 0) AS n7, coalesce(sum(f) OVER w7, 0) AS f7,
+        coalesce(sum(n) OVER w30, 0) AS n30, coalesce(sum(f) OVER w30, 0) AS f30
+    FROM merchant_days
+    WINDOW w1 AS (PARTITION BY merchant_id ORDER BY day RANGE BETWEEN {d} + 1 PRECEDING AND {d} + 1 PRECEDING),
+           w7 AS (PARTITION BY merchant_id ORDER BY day RANGE BETWEEN {d} + 7 PRECEDING AND {d} + 1 PRECEDING),
+           w30 AS (PARTITION BY merchant_id ORDER BY day RANGE BETWEEN {d} + 30 PRECEDING AND {d} + 1 PRECEDING)
+),
+peers AS (  -- transactions of the same customer at the same instant never see each other
+    SELECT customer_id, t, count(*) AS pn, sum(amount) AS ps FROM tx GROUP BY ALL
+),
+previous AS (  -- the customer's previous distinct instant
+    SELECT customer_id, t, lag(t) OVER (PARTITION BY customer_id ORDER BY t) AS last_t FROM peers
+),
+today AS (  -- day D strictly before t: up to and with the peers, minus the peers
+    SELECT tx.*, p.last_t,
+        count(*) OVER td - q.pn AS tn, sum(amount) OVER td - q.ps AS ts,
+        count(*) OVER (PARTITION BY customer_id ORDER BY t RANGE BETWEEN 3600000000000 PRECEDING AND CURRENT ROW) - q.pn AS n1h
+    FROM tx JOIN peers q USING (customer_id, t) JOIN previous p USING (customer_id, t)
+    WINDOW td AS (PARTITION BY customer_id, day ORDER BY t RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+)
+SELECT x.transaction_id, x.event_timestamp, x.customer_id, x.card_id, x.merchant_id, x.amount,
+    x.is_fraud, x.label_available_at,
+    c.n1 + x.tn AS customer_tx_count_1d, (c.s1 + x.ts) / nullif(c.n1 + x.tn, 0) AS customer_amount_avg_1d,
+    c.s1 + x.ts AS customer_amount_sum_1d,
+    c.n7 + x.tn AS customer_tx_count_7d, (c.s7 + x.ts) / nullif(c.n7 + x.tn, 0) AS customer_amount_avg_7d,
+    c.s7 + x.ts AS customer_amount_sum_7d,
+    c.n30 + x.tn AS customer_tx_count_30d, (c.s30 + x.ts) / nullif(c.n30 + x.tn, 0) AS customer_amount_avg_30d,
+    c.s30 + x.ts AS customer_amount_sum_30d,
+    x.n1h AS customer_tx_count_1h, (x.t - x.last_t) / 1e9 AS seconds_since_last_customer_tx,
+    m.n1 AS merchant_tx_count_1d, coalesce(m.f1 / nullif(m.n1, 0), 0) AS merchant_fraud_rate_1d,
+    m.n7 AS merchant_tx_count_7d, coalesce(m.f7 / nullif(m.n7, 0), 0) AS merchant_fraud_rate_7d,
+    m.n30 AS merchant_tx_count_30d, coalesce(m.f30 / nullif(m.n30, 0), 0) AS merchant_fraud_rate_30d,
+    x.amount / ((c.s30 + x.ts) / nullif(c.n30 + x.tn, 0)) AS amount_to_customer_avg_30d,
+    hour(x.event_timestamp AT TIME ZONE 'UTC') AS hour_of_day,
+    isodow(x.event_timestamp AT TIME ZONE 'UTC') >= 6 AS is_weekend,
+    hour(x.event_timestamp AT TIME ZONE 'UTC') < 6 AS is_night
+FROM today x
+JOIN customer_snapshot c USING (customer_id, day)
+JOIN merchant_snapshot m USING (merchant_id, day)
+"""
+
+
+def generate_raw(n_customers: int, out: Path) -> int:
+    params = load_params("data_gen") | {
+        "n_customers": n_customers,
+        "n_merchants": max(200, n_customers // 5),
+    }
+    customers = gen.build_customers(params)
+    valid, _, summary = gen.generate_transactions(
+        customers, gen.build_cards(customers, params), gen.build_merchants(params), params
+    )
+    RayParquetDataset(filepath=str(out), partition_cols=["event_date"]).save(valid)
+    return summary["valid"]
+
+
+def run_ray(raw: Path, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    params = {"label_delay_days": DELAY, "partitions": None}
+    transactions = RayParquetDataset(filepath=str(raw), partition_cols=["event_date"]).load()
+    merchant_days = nodes.aggregate_merchant_days(transactions, params)
+    merchant_snapshots = nodes.build_merchant_snapshots(merchant_days, params)
+    training_set, customer_snapshots = nodes.build_customer_features(
+        transactions, merchant_days, params
+    )
+    RayParquetDataset(filepath=str(out), partition_cols=["event_date"]).save(training_set)
+    return merchant_snapshots, customer_snapshots
+
+
+def run_duckdb(raw: Path, out: Path) -> None:
+    import duckdb  # noqa: PLC0415
+
+    query = DUCKDB_SQL.format(raw=raw, day=NS_DAY, d=DELAY)
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet)")
+
+
+def compare(ray_out: Path, duck_out: Path, sample: int = 20_000) -> int:
+    """Both sides computed the same numbers (a sample, compared to 1e-9)."""
+    ours = pd.read_parquet(ray_out).set_index("transaction_id").sort_index()
+    theirs = pd.read_parquet(duck_out).set_index("transaction_id").sort_index()
+    assert ours.index.equals(theirs.index), "the two sides produced different transactions"
+    rows = ours.index[
+        np.random.default_rng(0).choice(len(ours), min(sample, len(ours)), replace=False)
+    ]
+    a, b = ours.loc[rows, FEATURES].astype(float), theirs.loc[rows, FEATURES].astype(float)
+    close = np.isclose(a.to_numpy(), b.to_numpy(), rtol=1e-9, atol=1e-9, equal_nan=True)
+    assert close.all(), f"features differ: {a.columns[~close.all(axis=0)].tolist()}"
+    return len(ours)
+
+
+def online(
+    customer_snapshots: Any, merchant_snapshots: pd.DataFrame, root: Path
+) -> list[list[Any]]:
+    """Materialization rows/s and online read latency in a scratch SQLite feature store."""
+    from payments_ml.feature_store import store as fs  # noqa: PLC0415
+
+    config = {
+        "project": "bench",
+        "registry": str(root / "registry.db"),
+        "online_store": {"type": "sqlite", "path": str(root / "online.db")},
+        "sources": {
+            "customer_snapshots": str(root / "c"),
+            "merchant_snapshots": str(root / "m.parquet"),
+        },
+    }
+    store = fs.open_store(config)
+    store.apply(list(fs.definitions(config).values()))
+    report = nodes.materialize_online(config, customer_snapshots, merchant_snapshots, applied={})
+    customers = fs.read_online(store, "customer_snapshot", "customer_id", np.arange(1, 2))  # warm
+    del customers
+    names = [
+        f"customer_snapshot:{f.name}" for f in store.get_feature_view("customer_snapshot").features
+    ]
+    names += [
+        f"merchant_snapshot:{f.name}" for f in store.get_feature_view("merchant_snapshot").features
+    ]
+    latencies = []
+    for i in range(1000):
+        start = time.perf_counter()
+        store.get_online_features(
+            features=names,
+            entity_rows=[{"customer_id": 1 + i % 1000, "merchant_id": 700_001 + i % 200}],
+        ).to_dict()
+        latencies.append(time.perf_counter() - start)
+    p50, p99 = np.percentile(latencies, [50, 99]) * 1000
+    return [
+        [view, report[view]["rows"], report[view]["seconds"], report[view]["rows_per_s"]]
+        for view in ("customer_snapshot", "merchant_snapshot")
+    ] + [["get_online_features p50 / p99 ms", "", round(p50, 3), round(p99, 3)]]
+
+
+def main(quick: bool = False) -> None:
+    startup = start_ray()
+    build_rows, online_rows = [], []
+    sizes = {"100k": 1_000} if quick else SIZES
+    for label, n_customers in sizes.items():
+        root = Path(tempfile.mkdtemp(prefix="bench-features-"))
+        try:
+            n = generate_raw(n_customers, root / "raw")
+            with timer() as ray_t:
+                merchant_snapshots, customer_snapshots = run_ray(root / "raw", root / "ray")
+            with timer() as duck_t:
+                run_duckdb(root / "raw", root / "duck.parquet")
+            assert compare(root / "ray", root / "duck.parquet") == n
+            build_rows.append(
+                [
+                    label,
+                    n,
+                    ray_t["seconds"],
+                    duck_t["seconds"],
+                    ray_t["seconds"] / duck_t["seconds"],
+                ]
+            )
+            for row in online(customer_snapshots, merchant_snapshots, root / "feast"):
+                online_rows.append([label, *row])
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    print_table(
+        f"features: model input for every transaction, {os.cpu_count()} CPUs "
+        f"(Ray start-up {startup:.1f} s, not included; outputs compared equal)",
+        ["size", "rows", "ray s", "duckdb s", "ray / duckdb"],
+        build_rows,
+    )
+    print_table(
+        "online store (SQLite): materialization of the latest snapshots, and reads",
+        ["size", "what", "rows", "seconds", "rows/s (or p99 ms)"],
+        online_rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
