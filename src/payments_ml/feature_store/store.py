@@ -94,7 +94,7 @@ def write_online(store: FeatureStore, view: FeatureView, rows: pd.DataFrame) -> 
         for v in rows[join_key].to_numpy(np.int64)
     ]
     values = {f.name: _to_protos(rows[f.name], f.dtype) for f in view.features}
-    stamps = pd.to_datetime(rows["snapshot_ts"], utc=True).tolist()
+    stamps = [t.to_pydatetime() for t in pd.to_datetime(rows["snapshot_ts"], utc=True)]
     data = [
         (key, {name: column[i] for name, column in values.items()}, stamps[i], None)
         for i, key in enumerate(keys)
