@@ -113,10 +113,11 @@ def generate_raw(n_customers: int, out: Path) -> int:
 def run_ray(raw: Path, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     params = {"label_delay_days": DELAY, "partitions": None}
     transactions = RayParquetDataset(filepath=str(raw), partition_cols=["event_date"]).load()
-    merchant_days = nodes.aggregate_merchant_days(transactions, params)
+    by_customer = nodes.partition_by_customer(transactions, params)
+    merchant_days = nodes.aggregate_merchant_days(by_customer, params)
     merchant_snapshots = nodes.build_merchant_snapshots(merchant_days, params)
     training_set, customer_snapshots = nodes.build_customer_features(
-        transactions, merchant_days, params
+        by_customer, merchant_days, params
     )
     RayParquetDataset(filepath=str(out), partition_cols=["event_date"]).save(training_set)
     return merchant_snapshots, customer_snapshots

@@ -108,18 +108,25 @@ def customer_snapshot(
     order = np.argsort(dkey, kind="stable")
     dkey = dkey[order]
     counts = np.r_[0, np.cumsum(daily["tx_count"].to_numpy()[order])]
-    sums = np.r_[0.0, np.cumsum(daily["amount_sum"].to_numpy(float)[order])]
+    # Amount prefixes restart at each customer: small magnitudes, no cancellation error.
+    amounts = daily["amount_sum"].to_numpy(float)[order]
+    inclusive = _prefix_within(amounts, dkey >> _DAY_BITS) + amounts
     qkey = keys(customer_id, day)
     keys(customer_id, day - max(WINDOW_DAYS))  # checks the look-back stays in range
     search = _SortedSearch(dkey, qkey)
     hi = search(0)
+    rank = qkey >> _DAY_BITS
+
+    def amount_before(k: np.ndarray) -> np.ndarray:  # the customer's amounts in rows < k
+        own = (k > 0) & ((dkey[np.maximum(k - 1, 0)] >> _DAY_BITS) == rank)
+        return np.where(own, inclusive[np.maximum(k - 1, 0)], 0.0)
+
     out: dict[str, Any] = {}
     for w in WINDOW_DAYS:
         lo = search(-w)  # key(c, day - w) = key(c, day) - w
         out[f"tx_count_{w}d"] = counts[hi] - counts[lo]
-        out[f"amount_sum_{w}d"] = sums[hi] - sums[lo]
+        out[f"amount_sum_{w}d"] = amount_before(hi) - amount_before(lo)
     prev = hi - 1
-    rank = qkey >> _DAY_BITS
     has_prev = (prev >= 0) & ((dkey[np.maximum(prev, 0)] >> _DAY_BITS) == rank)
     last = daily["last_tx_ns"].to_numpy(np.int64)[order]
     out["last_tx_ns"] = np.where(has_prev, last[np.maximum(prev, 0)], _NONE)
@@ -188,15 +195,15 @@ def customer_window_features(
     is_tx = ev_kind[order] == 1
     amount = np.concatenate([t_amount, np.zeros(2 * n)])[order]
     n_before = np.cumsum(is_tx) - is_tx  # transactions strictly before each event, globally
-    sum_before = np.cumsum(amount) - amount
     sorted_key, sorted_ns = ev_key[order], ev_ns[order]
+    sum_before = _prefix_within(amount, sorted_key)  # restarts at each (customer, day)
     group_start = np.searchsorted(sorted_key, sorted_key, side="left")
     position = np.empty(len(order), np.int64)
     position[order] = np.arange(len(order))
     at_request, at_marker = position[len(t_ns) : len(t_ns) + n], position[len(t_ns) + n :]
     start = group_start[at_request]
     today_count = n_before[at_request] - n_before[start]
-    today_sum = sum_before[at_request] - sum_before[start]
+    today_sum = sum_before[at_request]
     hour_count = n_before[at_request] - n_before[at_marker]
     last_tx_pos = np.maximum.accumulate(np.where(is_tx, np.arange(len(order)), -1))[at_request]
     seen_today = (last_tx_pos >= start) & (last_tx_pos >= 0)
@@ -397,6 +404,12 @@ def _group_starts(*sorted_keys: np.ndarray) -> np.ndarray:
     for key in sorted_keys:
         change[1:] |= key[1:] != key[:-1]
     return np.flatnonzero(change)
+
+
+def _prefix_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Exclusive running sums of ``values`` that restart at each group (rows sorted by group)."""
+    inclusive = pd.Series(values).groupby(groups, sort=False).cumsum().to_numpy()
+    return inclusive - values
 
 
 def _lists(values: np.ndarray, group: np.ndarray, n_groups: int) -> list[np.ndarray]:

@@ -12,36 +12,54 @@ import pyarrow as pa
 import ray
 
 from payments_ml.features import windows as fw
+from payments_ml.features.definitions import KEY_COLUMNS, LABEL_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-_INPUT_COLUMNS = [
-    "transaction_id",
-    "event_timestamp",
-    "customer_id",
-    "card_id",
-    "merchant_id",
-    "amount",
-    "is_fraud",
-    "label_available_at",
-]
+_INPUT_COLUMNS = [*KEY_COLUMNS, *LABEL_COLUMNS]  # what the feature code reads
 
 
 def partition_by_customer(
     transactions: ray.data.Dataset, params: dict[str, Any]
 ) -> ray.data.Dataset:
-    """Hash-partition the transactions by customer (each history whole in one partition).
+    """Hash-partition the transactions by customer: one block per partition, histories whole.
 
-    The shuffle runs once and stays in the object store: merchant days and customer
-    features both read it. Partitions: ``features.partitions``, or 2 per cluster CPU.
+    The window features need each customer's whole history in one batch. Ray Data's keyed
+    repartition does not promise one block per partition (a partition may arrive as
+    several blocks, and map_batches works per block), so the shuffle is explicit: one
+    task per input block splits it by customer hash, one task per partition concatenates
+    its pieces. The result stays in the object store for both uses downstream.
+    Partitions: ``features.partitions``, or 2 per cluster CPU.
     """
-    partitions = params.get("partitions") or 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
-    logger.info("Shuffling transactions into %d customer partitions", partitions)
-    return (
-        transactions.select_columns(_INPUT_COLUMNS)
-        .repartition(partitions, keys=["customer_id"])
-        .materialize()
+    partitions = int(
+        params.get("partitions") or 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
     )
+    blocks = transactions.select_columns(_INPUT_COLUMNS).to_arrow_refs()
+    logger.info("Shuffling %d blocks into %d customer partitions", len(blocks), partitions)
+    split = _split_by_customer.options(num_returns=partitions)
+    pieces = [split.remote(block, partitions) for block in blocks]
+    if partitions == 1:
+        pieces = [[piece] for piece in pieces]
+    merged = [_concat_tables.remote(*(p[i] for p in pieces)) for i in range(partitions)]
+    return ray.data.from_arrow_refs(merged)
+
+
+@ray.remote
+def _split_by_customer(table: pa.Table, partitions: int) -> tuple[pa.Table, ...] | pa.Table:
+    customer = table["customer_id"].to_numpy()
+    # Fibonacci hashing spreads sequential ids evenly over the partitions.
+    bucket = (
+        (customer.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+    ) % np.uint64(partitions)
+    order = np.argsort(bucket, kind="stable")
+    bounds = np.searchsorted(bucket[order], np.arange(partitions + 1))
+    pieces = tuple(table.take(order[bounds[i] : bounds[i + 1]]) for i in range(partitions))
+    return pieces if partitions > 1 else pieces[0]
+
+
+@ray.remote
+def _concat_tables(*tables: pa.Table) -> pa.Table:
+    return pa.concat_tables(tables)
 
 
 def aggregate_merchant_days(
