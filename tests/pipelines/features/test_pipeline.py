@@ -83,3 +83,21 @@ def test_a_negative_label_delay_is_refused(ray_session):
 
     with pytest.raises(ValueError, match="features.label_delay_days must be >= 0, got -1"):
         aggregate_merchant_days(ray_session.data.range(1), {"label_delay_days": -1})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.drop(columns="amount"), "raw_transactions: missing column 'amount'"),
+        (
+            lambda f: f.assign(customer_id=f["customer_id"].astype(str)),
+            "raw_transactions: column 'customer_id' should be int64, found string",
+        ),
+    ],
+)
+def test_a_bad_source_fails_naming_the_column(ray_session, generated_transactions, change, message):
+    from payments_ml.pipelines.features.nodes import partition_by_customer  # noqa: PLC0415
+
+    source = ray_session.data.from_pandas(change(generated_transactions.head(100)))
+    with pytest.raises(ValueError, match=message):
+        partition_by_customer(source, {"partitions": 2})

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import ray
 
+from payments_ml.contracts import ARROW_TYPES
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import KEY_COLUMNS, LABEL_COLUMNS
 
@@ -31,6 +32,7 @@ def partition_by_customer(
     its pieces. The result stays in the object store for both uses downstream.
     Partitions: ``features.partitions``, or 2 per cluster CPU.
     """
+    _check_source(transactions.schema())
     partitions = int(
         params.get("partitions") or 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
     )
@@ -42,6 +44,47 @@ def partition_by_customer(
         pieces = [[piece] for piece in pieces]
     merged = [_concat_tables.remote(*(p[i] for p in pieces)) for i in range(partitions)]
     return ray.data.from_arrow_refs(merged)
+
+
+def _check_source(schema: Any) -> None:
+    """The transactions have every column the features read, with usable types."""
+    if schema is None:
+        raise ValueError("raw_transactions is empty: run `kedro run --pipelines data_gen` first")
+    # Pandas-backed datasets: the block schema keeps dtypes Ray's Schema.types reports as None.
+    raw_types = getattr(schema.base_schema, "types", None) or schema.types
+    types = {name: _as_arrow(t) for name, t in zip(schema.names, raw_types, strict=True)}
+    expected = {name: ARROW_TYPES[name] for name in _INPUT_COLUMNS}
+    for name, wanted in expected.items():
+        if name not in types:
+            raise ValueError(f"raw_transactions: missing column '{name}'; found {sorted(types)}")
+        found = types[name]
+        same_kind = (
+            found == wanted
+            or (
+                pa.types.is_timestamp(wanted)
+                and isinstance(found, pa.DataType)
+                and pa.types.is_timestamp(found)
+            )
+            or (pa.types.is_string(wanted) and found in (pa.large_string(), pa.string()))
+        )
+        if not same_kind:
+            raise ValueError(
+                f"raw_transactions: column '{name}' should be {wanted}, found {found}; "
+                "map the source onto the contract (DESIGN.md, 'Data contract')"
+            )
+
+
+def _as_arrow(dtype: Any) -> pa.DataType:
+    """Ray reports Arrow types for Arrow blocks and pandas dtypes for pandas blocks."""
+    if isinstance(dtype, pa.DataType):
+        return dtype
+    if isinstance(dtype, pd.ArrowDtype):
+        return dtype.pyarrow_dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return pa.timestamp(dtype.unit, tz=str(dtype.tz))
+    if np.dtype(dtype) == np.dtype(object):
+        return pa.string()
+    return pa.from_numpy_dtype(dtype)
 
 
 @ray.remote
