@@ -103,10 +103,7 @@ def customer_snapshot(
         sentinel), ``late_tx_ns`` (transactions in the hour before midnight).
     """
     customer_id, day = np.asarray(customer_id, np.int64), np.asarray(day, np.int64)
-    keys = _Keys(daily["customer_id"].to_numpy(), customer_id, days=[daily["day"].to_numpy(), day])
-    dkey = keys(daily["customer_id"].to_numpy(), daily["day"].to_numpy())
-    order = np.argsort(dkey, kind="stable")
-    dkey = dkey[order]
+    keys, dkey, order = _sorted_days(daily, "customer_id", customer_id, day)
     counts = np.r_[0, np.cumsum(daily["tx_count"].to_numpy()[order])]
     # Amount prefixes restart at each customer: small magnitudes, no cancellation error.
     amounts = daily["amount_sum"].to_numpy(float)[order]
@@ -259,10 +256,7 @@ def merchant_snapshot(
 ) -> pd.DataFrame:
     """Merchant features as of midnight of ``day``: windows ``[day - d - w, day - d)``."""
     merchant_id, day = np.asarray(merchant_id, np.int64), np.asarray(day, np.int64)
-    keys = _Keys(daily["merchant_id"].to_numpy(), merchant_id, days=[daily["day"].to_numpy(), day])
-    dkey = keys(daily["merchant_id"].to_numpy(), daily["day"].to_numpy())
-    order = np.argsort(dkey, kind="stable")
-    dkey = dkey[order]
+    keys, dkey, order = _sorted_days(daily, "merchant_id", merchant_id, day)
     counts = np.r_[0, np.cumsum(daily["tx_count"].to_numpy()[order])]
     frauds = np.r_[0, np.cumsum(daily["fraud_count"].to_numpy()[order])]
     end = day - label_delay_days
@@ -373,6 +367,16 @@ def request_features(
             "is_night": (hour >= NIGHT_HOURS.start) & (hour < NIGHT_HOURS.stop),
         }
     )
+
+
+def _sorted_days(
+    daily: pd.DataFrame, entity: str, ids: np.ndarray, days: np.ndarray
+) -> tuple[_Keys, np.ndarray, np.ndarray]:
+    """Keys shared by the daily rows and the queries; the rows' keys sorted, and that order."""
+    keys = _Keys(daily[entity].to_numpy(), ids, days=[daily["day"].to_numpy(), days])
+    dkey = keys(daily[entity].to_numpy(), daily["day"].to_numpy())
+    order = np.argsort(dkey, kind="stable")
+    return keys, dkey[order], order
 
 
 class _SortedSearch:

@@ -27,21 +27,6 @@ _CUSTOMERS, _CARDS, _MERCHANTS, _DAY, _FRAUD, _CORRUPT, _VULNERABLE = range(1, 8
 SCENARIOS = ("card_testing", "compromised_merchant", "account_takeover", "stolen_card_spree")
 DEFECTS = ("non_positive_amount", "missing_amount", "duplicate_id", "label_before_event")
 
-TRANSACTION_COLUMNS = [
-    "transaction_id",
-    "event_timestamp",
-    "customer_id",
-    "card_id",
-    "merchant_id",
-    "amount",
-    "mcc",
-    "channel",
-    "is_fraud",
-    "fraud_scenario",
-    "label_available_at",
-    "event_date",
-]
-
 
 def _rng(seed: int, stream: int, day: int = 0, sub: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, stream, day, sub])
