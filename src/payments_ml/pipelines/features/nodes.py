@@ -1,4 +1,4 @@
-"""Nodes of the features pipeline: Ray Data does the heavy lifting, vectorised per partition."""
+"""Nodes of the features pipeline: one shuffle by customer, then vectorised work per partition."""
 
 from __future__ import annotations
 
