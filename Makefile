@@ -36,6 +36,8 @@ run: install
 	@echo
 	@echo "Transactions: data/01_raw/transactions/ (quarantine: data/01_raw/transactions_quarantine/)"
 	@echo "Summary:      data/08_reporting/data_gen_summary.json"
+	@echo "Model input:  data/05_model_input/training_set/  (snapshots: data/04_feature/)"
+	@echo "Feast:        data/feast/ (registry, SQLite online store), service fraud_model_v1"
 	@echo "Kedro-Viz:    .venv/bin/kedro viz run   (lineage of every pipeline)"
 
 lint: install-dev
