@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from kedro.io import DatasetError
 
@@ -115,6 +117,16 @@ def test_an_empty_materialized_dataset_saves_and_loads(ray_session, path):
     dataset.save(empty)
     assert dataset.exists()
     assert dataset.load().count() == 0
+
+
+def test_an_empty_pandas_dataset_keeps_its_column_types(ray_session, path):
+    frame = pd.DataFrame(
+        {"t": pd.to_datetime(["2025-01-01"], utc=True), "s": ["a"], "n": [1]}
+    ).iloc[:0]
+    RayParquetDataset(filepath=path).save(ray_session.data.from_pandas(frame).materialize())
+    schema = pq.read_schema(os.path.join(path, "_schema.parquet"))
+    assert schema.field("t").type == pa.timestamp("ns", tz="UTC")
+    assert schema.field("s").type == pa.string() and schema.field("n").type == pa.int64()
 
 
 def test_loading_nothing_says_what_to_run(path):

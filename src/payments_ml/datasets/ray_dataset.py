@@ -9,6 +9,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import fsspec
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pa_ds
 import pyarrow.fs as pa_fs
@@ -141,11 +143,8 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
         schema = data.schema(fetch_if_missing=False)
         if schema is None:
             return
-        arrow = pa.schema(
-            [(n, _arrow_type(t)) for n, t in zip(schema.names, schema.types, strict=True)]
-        )
         with self._fs.open(f"{folder}/{_SCHEMA_FILE}", "wb") as f:
-            pq.write_table(arrow.empty_table(), f)
+            pq.write_table(arrow_schema(schema).empty_table(), f)
 
     def _swap_all(self, staging: str) -> None:
         if self._fs.exists(self._path):
@@ -214,13 +213,26 @@ def _write_block(table: pa.Table, folder: str, partition_cols: list[str], name: 
     return table.num_rows
 
 
+def arrow_schema(schema: Any) -> pa.Schema:
+    """The Arrow schema of a Ray Dataset's schema, whatever its blocks are.
+
+    Ray reports Arrow types for Arrow blocks; for pandas blocks its ``Schema.types``
+    gives ``None`` for tz-aware timestamps, so the block schema's dtypes are used.
+    """
+    types = getattr(schema.base_schema, "types", None) or schema.types
+    return pa.schema([(n, _arrow_type(t)) for n, t in zip(schema.names, types, strict=True)])
+
+
 def _arrow_type(dtype: Any) -> pa.DataType:
     if isinstance(dtype, pa.DataType):
         return dtype
-    try:
-        return pa.from_numpy_dtype(dtype)
-    except (TypeError, NotImplementedError, pa.ArrowNotImplementedError):
+    if isinstance(dtype, pd.ArrowDtype):
+        return dtype.pyarrow_dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return pa.timestamp(dtype.unit, tz=str(dtype.tz))
+    if np.dtype(dtype) == np.dtype(object):
         return pa.string()  # object columns: strings in this project
+    return pa.from_numpy_dtype(dtype)
 
 
 def _absolute(path: str) -> str:

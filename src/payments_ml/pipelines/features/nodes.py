@@ -12,6 +12,7 @@ import pyarrow as pa
 import ray
 
 from payments_ml.contracts import ARROW_TYPES
+from payments_ml.datasets import arrow_schema
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import KEY_COLUMNS, LABEL_COLUMNS
 
@@ -50,9 +51,7 @@ def _check_source(schema: Any) -> None:
     """The transactions have every column the features read, with usable types."""
     if schema is None:
         raise ValueError("raw_transactions is empty: run `kedro run --pipelines data_gen` first")
-    # Pandas-backed datasets: the block schema keeps dtypes Ray's Schema.types reports as None.
-    raw_types = getattr(schema.base_schema, "types", None) or schema.types
-    types = {name: _as_arrow(t) for name, t in zip(schema.names, raw_types, strict=True)}
+    types = {field.name: field.type for field in arrow_schema(schema)}
     expected = {name: ARROW_TYPES[name] for name in _INPUT_COLUMNS}
     for name, wanted in expected.items():
         if name not in types:
@@ -72,19 +71,6 @@ def _check_source(schema: Any) -> None:
                 f"raw_transactions: column '{name}' should be {wanted}, found {found}; "
                 "map the source onto the contract (DESIGN.md, 'Data contract')"
             )
-
-
-def _as_arrow(dtype: Any) -> pa.DataType:
-    """Ray reports Arrow types for Arrow blocks and pandas dtypes for pandas blocks."""
-    if isinstance(dtype, pa.DataType):
-        return dtype
-    if isinstance(dtype, pd.ArrowDtype):
-        return dtype.pyarrow_dtype
-    if isinstance(dtype, pd.DatetimeTZDtype):
-        return pa.timestamp(dtype.unit, tz=str(dtype.tz))
-    if np.dtype(dtype) == np.dtype(object):
-        return pa.string()
-    return pa.from_numpy_dtype(dtype)
 
 
 @ray.remote
