@@ -103,7 +103,7 @@ def aggregate_merchant_days(
         fn_kwargs={"label_delay_days": delay},
     )
     # A merchant's day is spread over the customer partitions: add the partial counts up.
-    daily = partial.to_pandas().groupby(["merchant_id", "day"], as_index=False, sort=True)
+    daily = _collect(partial).groupby(["merchant_id", "day"], as_index=False, sort=True)
     daily = daily[["tx_count", "fraud_count"]].sum()
     logger.info(
         "Merchant days: %d rows for %d merchants", len(daily), daily["merchant_id"].nunique()
@@ -113,8 +113,9 @@ def aggregate_merchant_days(
 
 def build_merchant_snapshots(merchant_days: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
     """Merchant snapshot rows (Feast batch source), up to the day after the last data day."""
-    until = int(merchant_days["day"].max()) + 1 if len(merchant_days) else None
-    rows = fw.merchant_snapshot_rows(merchant_days, _label_delay(params), until)
+    rows = fw.merchant_snapshot_rows(
+        merchant_days, _label_delay(params), _snapshot_end(merchant_days)
+    )
     logger.info("Merchant snapshots: %d rows", len(rows))
     return rows
 
@@ -130,7 +131,7 @@ def build_customer_features(
         ``(training_set, customer_snapshots)`` as lazy Datasets over the partitions.
     """
     delay = _label_delay(params)
-    until = int(merchant_days["day"].max()) + 1 if len(merchant_days) else None
+    until = _snapshot_end(merchant_days)
     merchants_ref = ray.put(merchant_days)
     # Arrow batches converted by pyarrow give the feature code plain numpy dtypes.
     whole = {"batch_format": "pyarrow", "batch_size": None}
@@ -174,6 +175,17 @@ def _snapshot_table(rows: pd.DataFrame) -> pa.Table:
     return table.set_column(index, "late_tx_ns", late)
 
 
+def _snapshot_end(merchant_days: pd.DataFrame) -> int | None:
+    """The day after the last day of data: the snapshot serving uses next (None: no data)."""
+    return int(merchant_days["day"].max()) + 1 if len(merchant_days) else None
+
+
+def _collect(dataset: ray.data.Dataset) -> pd.DataFrame:
+    """A small Dataset as pandas with numpy dtypes (Dataset.to_pandas gives Arrow-backed ones)."""
+    tables = ray.get(dataset.to_arrow_refs())
+    return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
+
+
 def _label_delay(params: dict[str, Any]) -> int:
     delay = int(params["label_delay_days"])
     if delay < 0:
@@ -210,8 +222,7 @@ def materialize_online(
     latest = customer_snapshots.map_batches(
         _latest_customer_rows, batch_format="pyarrow", batch_size=None
     )
-    # Through Arrow tables, not Dataset.to_pandas(): plain numpy dtypes for the writer.
-    customers = pa.concat_tables(ray.get(latest.to_arrow_refs())).to_pandas()
+    customers = _collect(latest)
     report: dict[str, Any] = {"online_store": feast["online_store"]["type"]}
     for view_name, rows, key in (
         ("customer_snapshot", fs.latest_rows(customers, "customer_id"), "customer_id"),
