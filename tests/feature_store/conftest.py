@@ -56,3 +56,27 @@ def repo(tmp_path_factory, snapshots) -> dict[str, Any]:
     store = fs.open_store(config)
     store.apply(list(fs.definitions(config).values()))
     return {"config": config, "store": store, "root": root}
+
+
+def assert_bad_input_writes_nothing(store: Any, merchant_rows: pd.DataFrame) -> None:
+    """A missing column or a wrong type is named, and the online store keeps its values."""
+    from payments_ml.feature_store import store as fs  # noqa: PLC0415
+
+    view = store.get_feature_view("merchant_snapshot")
+    good = fs.latest_rows(merchant_rows, "merchant_id")
+    fs.write_online(store, view, good)
+    ids = good["merchant_id"].to_numpy()[:20]
+    before = fs.read_online(store, "merchant_snapshot", "merchant_id", ids)
+
+    changed = good.assign(merchant_tx_count_1d=good["merchant_tx_count_1d"] + 1000)
+    with pytest.raises(ValueError, match="missing column 'merchant_fraud_rate_7d'"):
+        fs.write_online(store, view, changed.drop(columns="merchant_fraud_rate_7d"))
+    with pytest.raises(
+        ValueError, match="column 'merchant_tx_count_30d' should be Int64, found object"
+    ):
+        fs.write_online(store, view, changed.assign(merchant_tx_count_30d="many"))
+    with pytest.raises(ValueError, match="column 'merchant_fraud_rate_1d' should be Float64"):
+        fs.write_online(store, view, changed.assign(merchant_fraud_rate_1d="high"))
+    pd.testing.assert_frame_equal(
+        fs.read_online(store, "merchant_snapshot", "merchant_id", ids), before
+    )

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.feature_store.conftest import feast_config
+from tests.feature_store.conftest import assert_bad_input_writes_nothing, feast_config
 
 pytestmark = pytest.mark.slow
 
@@ -115,14 +115,4 @@ def test_materialization_node_fills_redis_and_reads_come_back(ray_session, redis
 
 
 def test_redis_rejects_bad_input_without_writing(redis_repo, snapshots):
-    from payments_ml.feature_store import store as fs  # noqa: PLC0415
-
-    store = redis_repo["store"]
-    view = store.get_feature_view("merchant_snapshot")
-    good = fs.latest_rows(snapshots["merchant"], "merchant_id")
-    fs.write_online(store, view, good)
-    ids = good["merchant_id"].to_numpy()[:10]
-    before = fs.read_online(store, "merchant_snapshot", "merchant_id", ids)
-    with pytest.raises(ValueError, match="column 'merchant_fraud_rate_1d' should be Float64"):
-        fs.write_online(store, view, good.assign(merchant_fraud_rate_1d="high"))
-    assert fs.read_online(store, "merchant_snapshot", "merchant_id", ids).equals(before)
+    assert_bad_input_writes_nothing(redis_repo["store"], snapshots["merchant"])

@@ -8,6 +8,7 @@ import pytest
 
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import CUSTOMER_FEATURES, MERCHANT_FEATURES
+from tests.feature_store.conftest import assert_bad_input_writes_nothing
 
 fs = pytest.importorskip("payments_ml.feature_store.store")
 
@@ -113,23 +114,7 @@ def test_replaying_a_day_online_gives_the_training_values(repo, snapshots, gener
 
 
 def test_bad_input_names_the_column_and_writes_nothing(repo, snapshots):
-    store = repo["store"]
-    view = store.get_feature_view("merchant_snapshot")
-    good = fs.latest_rows(snapshots["merchant"], "merchant_id")
-    fs.write_online(store, view, good)
-    ids = good["merchant_id"].to_numpy()[:20]
-    before = fs.read_online(store, "merchant_snapshot", "merchant_id", ids)
-
-    changed = good.assign(merchant_tx_count_1d=good["merchant_tx_count_1d"] + 1000)
-    with pytest.raises(ValueError, match="missing column 'merchant_fraud_rate_7d'"):
-        fs.write_online(store, view, changed.drop(columns="merchant_fraud_rate_7d"))
-    with pytest.raises(
-        ValueError, match="column 'merchant_tx_count_30d' should be Int64, found object"
-    ):
-        fs.write_online(store, view, changed.assign(merchant_tx_count_30d="many"))
-    pd.testing.assert_frame_equal(
-        fs.read_online(store, "merchant_snapshot", "merchant_id", ids), before
-    )
+    assert_bad_input_writes_nothing(repo["store"], snapshots["merchant"])
 
 
 def test_redis_urls_become_feast_connection_strings():
