@@ -164,8 +164,7 @@ def online(
     store = fs.open_store(config)
     store.apply(list(fs.definitions(config).values()))
     report = nodes.materialize_online(config, customer_snapshots, merchant_snapshots, applied={})
-    customers = fs.read_online(store, "customer_snapshot", "customer_id", np.arange(1, 2))  # warm
-    del customers
+    fs.read_online(store, "customer_snapshot", "customer_id", np.arange(1, 2))  # warm-up read
     names = [
         f"customer_snapshot:{f.name}" for f in store.get_feature_view("customer_snapshot").features
     ]
