@@ -31,7 +31,8 @@ def feast_config(root: Any, online_store: dict | None = None) -> dict[str, Any]:
         "project": "payments_ml_test",
         "registry": str(root / "registry.db"),
         "offline_store": {"type": "file"},
-        "online_store": online_store or {"type": "sqlite", "path": str(root / "online_store.db")},
+        "online_store": online_store
+        or {"type": "packed_sqlite", "path": str(root / "online_store.db")},
         "sources": {
             "customer_snapshots": str(root / "customer_snapshots"),
             "merchant_snapshots": str(root / "merchant_snapshots.parquet"),
@@ -39,15 +40,22 @@ def feast_config(root: Any, online_store: dict | None = None) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory, snapshots) -> dict[str, Any]:
-    """Snapshot files written as the pipeline writes them, definitions applied."""
+@pytest.fixture(scope="module", params=["packed_sqlite", "sqlite"])
+def repo(request, tmp_path_factory, snapshots) -> dict[str, Any]:
+    """Snapshot files written as the pipeline writes them, definitions applied.
+
+    Every test runs against the project's packed SQLite store and Feast's own.
+    """
+    return make_repo(tmp_path_factory.mktemp("feast"), snapshots, request.param)
+
+
+def make_repo(root: Any, snapshots: dict[str, pd.DataFrame], online_type: str) -> dict[str, Any]:
+    """A Feast repository under ``root`` with the snapshot sources and definitions applied."""
     import pyarrow.parquet as pq  # noqa: PLC0415
 
     from payments_ml.feature_store import store as fs  # noqa: PLC0415
 
-    root = tmp_path_factory.mktemp("feast")
-    config = feast_config(root)
+    config = feast_config(root, {"type": online_type, "path": str(root / "online_store.db")})
     (root / "customer_snapshots").mkdir()
     pq.write_table(
         _snapshot_table(snapshots["customer"]), root / "customer_snapshots" / "part-0.parquet"

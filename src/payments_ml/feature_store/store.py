@@ -17,11 +17,16 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.types import Array, Float64, Int64
 
 from payments_ml.feature_store.entities import customer, merchant
+from payments_ml.feature_store.online_store import TYPE as PACKED_SQLITE
+from payments_ml.feature_store.online_store import PackedSqliteOnlineStore
 from payments_ml.feature_store.services import fraud_model_v1
 from payments_ml.feature_store.sources import customer_snapshots_source, merchant_snapshots_source
 from payments_ml.feature_store.views import customer_snapshot_fv, merchant_snapshot_fv
 
 logger = logging.getLogger(__name__)
+
+# Short names for online store types in conf/<env>/feast.yml.
+ONLINE_STORE_TYPES = {"packed_sqlite": PACKED_SQLITE}
 
 
 def repo_config(config: dict[str, Any]) -> RepoConfig:
@@ -31,7 +36,8 @@ def repo_config(config: dict[str, Any]) -> RepoConfig:
     a ``redis://host:port/db`` URL becomes Feast's ``host:port,db=N`` connection string.
     """
     online = dict(config["online_store"])
-    if online.get("type") == "sqlite":
+    online["type"] = ONLINE_STORE_TYPES.get(online.get("type"), online.get("type"))
+    if online["type"] in ("sqlite", PACKED_SQLITE):
         online["path"] = _absolute(online["path"])
     elif online.get("type") == "redis":
         online["connection_string"] = _redis_connection(online["connection_string"])
@@ -72,9 +78,9 @@ def open_store(config: dict[str, Any]) -> FeatureStore:
 def write_online(store: FeatureStore, view: FeatureView, rows: pd.DataFrame) -> int:
     """Write one row per entity to the online store, all or nothing.
 
-    Every column is checked and converted before anything is written, and the SQLite
-    online store writes the batch in one transaction, so a bad input leaves the store as
-    it was.
+    Every column is checked before anything is written, and the SQLite stores write the
+    batch in one transaction, so a bad input leaves the store as it was. The packed SQLite
+    store takes the DataFrame whole (its bulk path); other stores get Feast's proto rows.
 
     Args:
         store: The feature store.
@@ -89,6 +95,9 @@ def write_online(store: FeatureStore, view: FeatureView, rows: pd.DataFrame) -> 
     """
     join_key = store.get_entity(view.entities[0]).join_key
     _check_columns(view, rows, join_key)
+    online_store = get_online_store_from_config(store.config.online_store)
+    if isinstance(online_store, PackedSqliteOnlineStore):
+        return online_store.write_frame(store.config, view, join_key, rows)
     keys = [
         EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=int(v))])
         for v in rows[join_key].to_numpy(np.int64)
@@ -100,7 +109,6 @@ def write_online(store: FeatureStore, view: FeatureView, rows: pd.DataFrame) -> 
         for i, key in enumerate(keys)
     ]
     if data:
-        online_store = get_online_store_from_config(store.config.online_store)
         online_store.online_write_batch(store.config, view, data, progress=None)
     return len(data)
 
