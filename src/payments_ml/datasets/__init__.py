@@ -1,5 +1,5 @@
 """Kedro datasets the catalog needs that kedro-datasets lacks."""
 
-from payments_ml.datasets.ray_dataset import RayParquetDataset, arrow_schema
+from payments_ml.datasets.ray_dataset import RayParquetDataset, arrow_schema, to_pandas
 
-__all__ = ["RayParquetDataset", "arrow_schema"]
+__all__ = ["RayParquetDataset", "arrow_schema", "to_pandas"]

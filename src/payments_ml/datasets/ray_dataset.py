@@ -238,3 +238,9 @@ def _arrow_type(dtype: Any) -> pa.DataType:
 def _absolute(path: str) -> str:
     # Ray workers may not share the driver's working directory: hand them absolute paths.
     return Path(path).expanduser().resolve().as_posix()
+
+
+def to_pandas(dataset: ray.data.Dataset) -> pd.DataFrame:
+    """A small Dataset as pandas with numpy dtypes (Dataset.to_pandas gives Arrow-backed ones)."""
+    tables = ray.get(dataset.to_arrow_refs())
+    return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()

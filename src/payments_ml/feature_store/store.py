@@ -37,9 +37,12 @@ def repo_config(config: dict[str, Any]) -> RepoConfig:
     """
     online = dict(config["online_store"])
     online["type"] = ONLINE_STORE_TYPES.get(online.get("type"), online.get("type"))
+    # An environment may switch the type: drop the other type's settings from base.
     if online["type"] in ("sqlite", PACKED_SQLITE):
+        online.pop("connection_string", None)
         online["path"] = _absolute(online["path"])
     elif online.get("type") == "redis":
+        online.pop("path", None)
         online["connection_string"] = _redis_connection(online["connection_string"])
     return RepoConfig(
         project=config["project"],

@@ -19,6 +19,15 @@ MERCHANT_FEATURES = [
 REQUEST_FEATURES = ["amount_to_customer_avg_30d", "hour_of_day", "is_weekend", "is_night"]
 FEATURES = [*CUSTOMER_FEATURES, *MERCHANT_FEATURES, *REQUEST_FEATURES]
 
+# A feature's value for an entity with no history (cold start), and what the model uses
+# when a request lacks it: None where DESIGN.md defines the feature as null when empty.
+FEATURE_DEFAULTS: dict[str, float | None] = {
+    name: None
+    if "_avg_" in name or name.startswith("seconds_since") or name in REQUEST_FEATURES
+    else 0.0
+    for name in FEATURES
+}
+
 KEY_COLUMNS = [
     "transaction_id",
     "event_timestamp",

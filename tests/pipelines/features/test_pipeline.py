@@ -26,7 +26,7 @@ def outputs(ray_session, generated_transactions) -> dict[str, pd.DataFrame]:
                 copy_mode="assign",
             ),
             "params:features": MemoryDataset({"label_delay_days": DELAY, "partitions": 3}),
-            "training_set": MemoryDataset(copy_mode="assign"),
+            "training_set@ray": MemoryDataset(copy_mode="assign"),
             "customer_snapshots": MemoryDataset(copy_mode="assign"),
             "merchant_snapshots": MemoryDataset(),
             "merchant_days": MemoryDataset(),
@@ -34,11 +34,11 @@ def outputs(ray_session, generated_transactions) -> dict[str, pd.DataFrame]:
         }
     )
     compute = create_pipeline().to_outputs(
-        "training_set", "customer_snapshots", "merchant_snapshots"
+        "training_set@ray", "customer_snapshots", "merchant_snapshots"
     )
     SequentialRunner().run(compute, catalog)
     return {
-        "training_set": catalog.load("training_set").to_pandas(),
+        "training_set": catalog.load("training_set@ray").to_pandas(),
         "customer_snapshots": catalog.load("customer_snapshots").to_pandas(),
         "merchant_snapshots": catalog.load("merchant_snapshots"),
     }

@@ -12,7 +12,7 @@ import pyarrow as pa
 import ray
 
 from payments_ml.contracts import ARROW_TYPES
-from payments_ml.datasets import arrow_schema
+from payments_ml.datasets import arrow_schema, to_pandas
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import KEY_COLUMNS, LABEL_COLUMNS
 
@@ -103,7 +103,7 @@ def aggregate_merchant_days(
         fn_kwargs={"label_delay_days": delay},
     )
     # A merchant's day is spread over the customer partitions: add the partial counts up.
-    daily = _collect(partial).groupby(["merchant_id", "day"], as_index=False, sort=True)
+    daily = to_pandas(partial).groupby(["merchant_id", "day"], as_index=False, sort=True)
     daily = daily[["tx_count", "fraud_count"]].sum()
     logger.info(
         "Merchant days: %d rows for %d merchants", len(daily), daily["merchant_id"].nunique()
@@ -180,12 +180,6 @@ def _snapshot_end(merchant_days: pd.DataFrame) -> int | None:
     return int(merchant_days["day"].max()) + 1 if len(merchant_days) else None
 
 
-def _collect(dataset: ray.data.Dataset) -> pd.DataFrame:
-    """A small Dataset as pandas with numpy dtypes (Dataset.to_pandas gives Arrow-backed ones)."""
-    tables = ray.get(dataset.to_arrow_refs())
-    return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
-
-
 def _label_delay(params: dict[str, Any]) -> int:
     delay = int(params["label_delay_days"])
     if delay < 0:
@@ -222,7 +216,7 @@ def materialize_online(
     latest = customer_snapshots.map_batches(
         _latest_customer_rows, batch_format="pyarrow", batch_size=None
     )
-    customers = _collect(latest)
+    customers = to_pandas(latest)
     report: dict[str, Any] = {"online_store": feast["online_store"]["type"]}
     for view_name, rows, key in (
         ("customer_snapshot", fs.latest_rows(customers, "customer_id"), "customer_id"),

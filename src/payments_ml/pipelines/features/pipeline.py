@@ -30,7 +30,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 nodes.build_customer_features,
                 ["transactions_by_customer", "merchant_days", "params:features"],
-                ["training_set", "customer_snapshots"],
+                ["training_set@ray", "customer_snapshots"],
                 name="build_customer_features_node",
             ),
             Node(

@@ -1,0 +1,411 @@
+"""Training nodes: time split, Ray Tune search, refit, baseline, evaluation, registration."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from payments_ml.features import windows as fw
+from payments_ml.features.definitions import FEATURE_DEFAULTS, FEATURES
+from payments_ml.training import metrics as m
+from payments_ml.training import plots
+from payments_ml.training.model import FraudModel, load_fraud_model, log_fraud_model
+from payments_ml.training.trainer import TrainingData, fit_booster, tune_booster
+
+logger = logging.getLogger(__name__)
+
+_SPLIT_COLUMNS = [
+    "transaction_id",
+    "event_timestamp",
+    "card_id",
+    "is_fraud",
+    "label_available_at",
+    *FEATURES,
+]
+
+
+def time_split(first_day: int, last_day: int, params: dict[str, Any]) -> dict[str, list[int]]:
+    """Day windows [first, last] (days since the epoch), anchored at the data's last day.
+
+    ``test_days`` end at the last day (or ``test_end``); before them a gap of ``delay_days``
+    whose labels would not be known yet when the model is trained; before the gap
+    ``train_days``, of which the last ``valid_days`` validate (tuning, early stopping).
+    """
+    last = _day(params["test_end"]) if params.get("test_end") else last_day
+    test = [last - params["test_days"] + 1, last]
+    gap = [test[0] - params["delay_days"], test[0] - 1]
+    train = [gap[0] - params["train_days"], gap[0] - 1]
+    valid = [train[1] - params["valid_days"] + 1, train[1]]
+    fit = [train[0], valid[0] - 1]
+    if train[0] < first_day or fit[1] < fit[0] or last > last_day:
+        raise ValueError(
+            f"the split needs days {_iso(train[0])} to {_iso(last)} "
+            f"(train_days={params['train_days']}, delay_days={params['delay_days']}, "
+            f"test_days={params['test_days']}, valid_days={params['valid_days']}) but the "
+            f"training set covers {_iso(first_day)} to {_iso(last_day)}; lower the day counts "
+            "in parameters_training.yml or generate more days"
+        )
+    return {"fit": fit, "valid": valid, "gap": gap, "test": test}
+
+
+def split_transactions(
+    training_set: pd.DataFrame, params: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Training, validation and test rows of the time split, with no future information.
+
+    Training and validation labels are those known when the model is trained (the test
+    start): a fraud reported later counts as genuine. From each test day, cards already
+    known to be defrauded (a fraud label available before that day) are dropped, as a
+    fraud team would have blocked them.
+
+    Returns:
+        train, valid, test (model input, labels, ``event_day``) and the split's facts.
+    """
+    missing = sorted(set(_SPLIT_COLUMNS) - set(training_set.columns))
+    if missing:
+        raise ValueError(
+            f"training_set lacks columns {missing}; rebuild it with "
+            "`kedro run --pipelines features`"
+        )
+    days = fw.day_of(fw.to_ns(training_set["event_timestamp"]))
+    first_day, last_day = int(days.min()), int(days.max())
+    windows = time_split(first_day, last_day, params)
+    known = training_set.loc[training_set["is_fraud"], ["card_id", "label_available_at"]]
+    in_window = (days >= windows["fit"][0]) & (days <= windows["test"][1])
+    rows = training_set.loc[in_window, _SPLIT_COLUMNS].copy()
+    rows["event_day"] = days[in_window]
+    cutoff = pd.Timestamp(windows["test"][0] * fw.NS_DAY, tz="UTC")
+    train_valid = rows[rows["event_day"] <= windows["valid"][1]].copy()
+    hidden = train_valid["is_fraud"] & (train_valid["label_available_at"] >= cutoff)
+    train_valid["label"] = train_valid["is_fraud"] & ~hidden
+    test = rows[rows["event_day"] >= windows["test"][0]].copy()
+    test["label"] = test["is_fraud"]
+    first_known = known.groupby("card_id")["label_available_at"].min()
+    blocked_since = test["card_id"].map(first_known)
+    day_start = pd.to_datetime(test["event_day"] * fw.NS_DAY, utc=True)
+    blocked = blocked_since.notna() & (blocked_since < day_start)
+    test = test[~blocked.to_numpy()]
+    train = train_valid[train_valid["event_day"] <= windows["fit"][1]]
+    valid = train_valid[train_valid["event_day"] >= windows["valid"][0]]
+    split = {
+        **{f"{name}_window": [_iso(a), _iso(b)] for name, (a, b) in windows.items()},
+        "data_window": [_iso(first_day), _iso(last_day)],
+        "train_rows": len(train),
+        "valid_rows": len(valid),
+        "test_rows": len(test),
+        "train_fraud_rate": round(float(train["label"].mean()), 5),
+        "test_fraud_rate": round(float(test["label"].mean()), 5),
+        "labels_not_yet_known": int(hidden.sum()),
+        "test_rows_of_known_defrauded_cards": int(blocked.sum()),
+    }
+    logger.info(
+        "Split: fit %s..%s (%d rows), valid %s..%s (%d), gap %d days, test %s..%s (%d rows; "
+        "%d rows of cards already known defrauded dropped); %d training frauds not yet "
+        "reported count as genuine",
+        *split["fit_window"],
+        len(train),
+        *split["valid_window"],
+        len(valid),
+        params["delay_days"],
+        *split["test_window"],
+        len(test),
+        split["test_rows_of_known_defrauded_cards"],
+        split["labels_not_yet_known"],
+    )
+    return (
+        train.reset_index(drop=True),
+        valid.reset_index(drop=True),
+        test.reset_index(drop=True),
+        split,
+    )
+
+
+def tune_hyperparameters(
+    train: pd.DataFrame, valid: pd.DataFrame, params: dict[str, Any]
+) -> dict[str, Any]:
+    """Search LightGBM hyperparameters with Ray Tune; trials nest under the MLflow run."""
+    import mlflow  # noqa: PLC0415
+
+    run = mlflow.active_run()
+    parent = None
+    if run is not None:
+        experiment = mlflow.get_experiment(run.info.experiment_id)
+        parent = {
+            "tracking_uri": mlflow.get_tracking_uri(),
+            "experiment_name": experiment.name,
+            "run_id": run.info.run_id,
+        }
+    return tune_booster(
+        _training_data(train, valid), params, Path(params["tune_storage_path"]), parent
+    )
+
+
+def train_model(
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    best_hyperparameters: dict[str, Any],
+    split: dict[str, Any],
+    params: dict[str, Any],
+) -> FraudModel:
+    """Refit the best configuration; decision thresholds from the validation window."""
+    data = _training_data(train, valid)
+    booster = fit_booster(
+        best_hyperparameters["config"], data, params, threads=params["refit_threads"]
+    )
+    scores = booster.predict(data.x_valid)
+    thresholds = {
+        "review": m.threshold_for_precision(
+            data.y_valid, scores, params["thresholds"]["review_precision"]
+        ),
+        "decline": m.threshold_for_precision(
+            data.y_valid, scores, params["thresholds"]["decline_precision"]
+        ),
+    }
+    thresholds["review"] = min(thresholds["review"], thresholds["decline"])
+    logger.info(
+        "Refit: %d rounds; thresholds review >= %.4f, decline >= %.4f",
+        booster.best_iteration,
+        thresholds["review"],
+        thresholds["decline"],
+    )
+    return FraudModel(
+        booster=booster,
+        features=list(FEATURES),
+        defaults=dict(FEATURE_DEFAULTS),
+        thresholds=thresholds,
+        metadata={
+            "best_iteration": booster.best_iteration,
+            "hyperparameters": best_hyperparameters["config"],
+            "valid_metric": best_hyperparameters["best_value"],
+            **split,
+        },
+    )
+
+
+def train_baseline(train: pd.DataFrame, params: dict[str, Any]) -> Any:
+    """The yardstick: logistic regression on the same features (standardised, balanced)."""
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+    from sklearn.pipeline import make_pipeline  # noqa: PLC0415
+    from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
+
+    baseline = make_pipeline(
+        StandardScaler(),
+        LogisticRegression(
+            C=params["baseline"]["C"],
+            max_iter=params["baseline"]["max_iter"],
+            class_weight="balanced",
+        ),
+    )
+    baseline.fit(_baseline_matrix(train), train["label"].to_numpy(bool))
+    return baseline
+
+
+def evaluate_models(
+    fraud_model: FraudModel, baseline_model: Any, test: pd.DataFrame, params: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Test-window metrics of the model and the baseline, on the same transactions.
+
+    Returns:
+        Metrics for MLflow (``{name: {"value", "step"}}``) and the report written under
+        data/08_reporting/.
+    """
+    labels = test["label"].to_numpy(bool)
+    scores = _scores(fraud_model, baseline_model, test)
+    k = params["card_precision_k"]
+    values: dict[str, float] = {}
+    for name, prefix in (("lightgbm", "test_"), ("baseline", "baseline_")):
+        values[f"{prefix}average_precision"] = m.average_precision(labels, scores[name])
+        values[f"{prefix}roc_auc"] = m.roc_auc(labels, scores[name])
+        values[f"{prefix}card_precision_at_{k}"] = m.card_precision_at_k(test, scores[name], k)
+    for decision in ("review", "decline"):
+        at = m.precision_recall_at(labels, scores["lightgbm"], fraud_model.thresholds[decision])
+        values[f"test_precision_at_{decision}"] = at["precision"]
+        values[f"test_recall_at_{decision}"] = at["recall"]
+        values[f"test_flagged_share_at_{decision}"] = at["flagged_share"]
+    logger.info(
+        "Test window: LightGBM AP %.4f, ROC AUC %.4f, CP@%d %.4f | baseline AP %.4f, "
+        "ROC AUC %.4f, CP@%d %.4f",
+        values["test_average_precision"],
+        values["test_roc_auc"],
+        k,
+        values[f"test_card_precision_at_{k}"],
+        values["baseline_average_precision"],
+        values["baseline_roc_auc"],
+        k,
+        values[f"baseline_card_precision_at_{k}"],
+    )
+    gains = fraud_model.booster.feature_importance(importance_type="gain")
+    report = {
+        "metrics": {name: round(value, 6) for name, value in values.items()},
+        # What a perfect ranking would reach: few cards are defrauded on a given day.
+        f"card_precision_at_{k}_best_possible": m.card_precision_at_k(test, labels, k),
+        "thresholds": fraud_model.thresholds,
+        "test_rows": len(test),
+        "test_frauds": int(labels.sum()),
+        "feature_importance_gain": dict(
+            sorted(
+                zip(fraud_model.features, gains.round(2).tolist(), strict=True),
+                key=lambda item: -item[1],
+            )
+        ),
+    }
+    mlflow_metrics = {name: {"value": value, "step": 0} for name, value in values.items()}
+    return mlflow_metrics, report
+
+
+def plot_evaluation(
+    fraud_model: FraudModel, baseline_model: Any, test: pd.DataFrame
+) -> tuple[Any, Any, Any, Any]:
+    """PR curves (model and baseline), feature importance, calibration, score histogram."""
+    labels = test["label"].to_numpy(bool)
+    scores = _scores(fraud_model, baseline_model, test)
+    gains = fraud_model.booster.feature_importance(importance_type="gain")
+    return (
+        plots.pr_curves(labels, scores),
+        plots.feature_importance(fraud_model.features, gains),
+        plots.calibration(labels, scores["lightgbm"]),
+        plots.score_distribution(labels, scores["lightgbm"]),
+    )
+
+
+def register_model(
+    fraud_model: FraudModel,
+    test: pd.DataFrame,
+    evaluation_report: dict[str, Any],
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """Log and register the model; move the champion alias only if it beats the champion.
+
+    The current champion is scored on this run's test window, so both are compared on
+    the same transactions. The decision is logged as tags of the run; the version
+    carries its test metrics (``evaluation_report``) as tags in the registry.
+    """
+    import mlflow  # noqa: PLC0415
+
+    if mlflow.active_run() is None:
+        raise RuntimeError(
+            "register_model needs an active MLflow run; run it through `kedro run` "
+            "(kedro-mlflow opens the run) or inside mlflow.start_run()"
+        )
+    registry = params["registry"]
+    name, alias = registry["model_name"], registry["alias"]
+    metric = registry["promotion_metric"]
+    new_value = _metric(metric, test, fraud_model.predict_proba(test), params)
+    info = log_fraud_model(fraud_model, test, registered_model_name=name)
+    version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    champion_value, champion_version = None, None
+    try:
+        champion_version = str(client.get_model_version_by_alias(name, alias).version)
+    except mlflow.exceptions.MlflowException:
+        logger.info("No %s@%s yet: version %s becomes the first champion", name, alias, version)
+    if champion_version is not None:
+        champion = load_fraud_model(f"models:/{name}@{alias}")
+        champion_value = _metric(metric, test, champion.predict_proba(test), params)
+    promote = champion_value is None or new_value > champion_value + registry["min_improvement"]
+    if promote:
+        client.set_registered_model_alias(name, alias, version)
+    decision = {
+        "model_name": name,
+        "new_version": version,
+        "metric": f"test_{metric}",
+        "new_value": round(new_value, 6),
+        "champion_version": champion_version,
+        "champion_value": None if champion_value is None else round(champion_value, 6),
+        "promoted": bool(promote),
+        "champion_after": version if promote else champion_version,
+    }
+    for key, value in {
+        **evaluation_report["metrics"],
+        f"test_{metric}": round(new_value, 6),
+        "data_window": "..".join(fraud_model.metadata["data_window"]),
+    }.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    mlflow.set_tags(
+        {
+            "git_commit": _git_commit(),
+            "data_window": "..".join(fraud_model.metadata["data_window"]),
+            "test_window": "..".join(fraud_model.metadata["test_window"]),
+            "promotion": "promoted" if promote else "kept champion",
+            "model_version": version,
+        }
+    )
+    if champion_value is not None:
+        mlflow.log_metric(f"champion_test_{metric}", champion_value)
+    logger.info(
+        "%s v%s: test %s %.4f vs champion %s -> %s",
+        name,
+        version,
+        metric,
+        new_value,
+        "none" if champion_value is None else f"v{champion_version} {champion_value:.4f}",
+        f"{alias} moves to v{version}" if promote else f"{alias} stays on v{champion_version}",
+    )
+    return decision
+
+
+def _metric(name: str, test: pd.DataFrame, scores: np.ndarray, params: dict[str, Any]) -> float:
+    labels = test["label"].to_numpy(bool)
+    if name == "average_precision":
+        return m.average_precision(labels, scores)
+    if name == "roc_auc":
+        return m.roc_auc(labels, scores)
+    if name == f"card_precision_at_{params['card_precision_k']}":
+        return m.card_precision_at_k(test, scores, params["card_precision_k"])
+    raise ValueError(
+        f"training.registry.promotion_metric {name!r} is not one of average_precision, "
+        f"roc_auc, card_precision_at_{params['card_precision_k']}"
+    )
+
+
+def _scores(fraud_model: FraudModel, baseline_model: Any, test: pd.DataFrame) -> dict:
+    return {
+        "lightgbm": fraud_model.predict_proba(test),
+        "baseline": baseline_model.predict_proba(_baseline_matrix(test))[:, 1],
+    }
+
+
+def _training_data(train: pd.DataFrame, valid: pd.DataFrame) -> TrainingData:
+    return TrainingData(
+        features=list(FEATURES),
+        x_train=train[FEATURES].to_numpy(np.float64),
+        y_train=train["label"].to_numpy(np.float64),
+        x_valid=valid[FEATURES].to_numpy(np.float64),
+        y_valid=valid["label"].to_numpy(np.float64),
+    )
+
+
+def _baseline_matrix(rows: pd.DataFrame) -> np.ndarray:
+    """Logistic regression needs numbers everywhere: missing values take cold-start values,
+    or 0 where the feature is undefined (no history), with log1p on the skewed columns."""
+    matrix = (
+        rows[FEATURES]
+        .astype(float)
+        .fillna({f: 0.0 if v is None else v for f, v in FEATURE_DEFAULTS.items()})
+    )
+    skewed = [f for f in FEATURES if "amount" in f or "count" in f or f.startswith("seconds")]
+    matrix[skewed] = np.log1p(matrix[skewed].clip(lower=0))
+    return matrix.to_numpy(np.float64)
+
+
+def _day(iso: str) -> int:
+    return int(pd.Timestamp(iso, tz="UTC").value // fw.NS_DAY)
+
+
+def _iso(day: int) -> str:
+    return str(pd.Timestamp(day * fw.NS_DAY, tz="UTC").date())
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

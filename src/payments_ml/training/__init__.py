@@ -1,0 +1,1 @@
+"""Model code shared by the training pipeline and the scorer (importable without Kedro)."""

@@ -1,0 +1,69 @@
+"""Evaluation plots of the test window, for MLflow and data/08_reporting/."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures are written to files, never shown
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from sklearn.metrics import precision_recall_curve  # noqa: E402
+
+
+def pr_curves(labels: np.ndarray, scores: dict[str, np.ndarray]) -> Figure:
+    """Precision-recall curve of each model on the same transactions."""
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    for name, values in scores.items():
+        precision, recall, _ = precision_recall_curve(labels, values)
+        axis.plot(recall, precision, label=name)
+    axis.axhline(float(np.mean(labels)), color="grey", linestyle=":", label="fraud rate")
+    axis.set(xlabel="recall", ylabel="precision", title="Precision-recall, test window")
+    axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def feature_importance(features: list[str], gains: np.ndarray, top: int = 20) -> Figure:
+    """Total gain of each feature's splits, largest first."""
+    order = np.argsort(gains)[::-1][:top][::-1]
+    figure, axis = plt.subplots(figsize=(6, 0.3 * len(order) + 1))
+    axis.barh([features[i] for i in order], gains[order])
+    axis.set(xlabel="total gain", title="Feature importance (gain)")
+    figure.tight_layout()
+    return figure
+
+
+def calibration(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> Figure:
+    """Observed fraud rate against mean predicted probability, by score quantile."""
+    edges = np.unique(np.quantile(scores, np.linspace(0, 1, bins + 1)))
+    index = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, len(edges) - 2)
+    predicted = np.bincount(index, scores) / np.maximum(np.bincount(index), 1)
+    observed = np.bincount(index, labels.astype(float)) / np.maximum(np.bincount(index), 1)
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
+    axis.plot(predicted, observed, marker="o", label="model")
+    axis.set(
+        xscale="symlog",
+        yscale="symlog",
+        xlabel="mean predicted probability",
+        ylabel="observed fraud rate",
+        title="Calibration (score quantiles)",
+    )
+    axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def score_distribution(labels: np.ndarray, scores: np.ndarray) -> Figure:
+    """Histogram of scores, genuine and fraud apart."""
+    figure, axis = plt.subplots(figsize=(6, 4))
+    bins = np.linspace(0, 1, 51)
+    labels = labels.astype(bool)
+    axis.hist(scores[~labels], bins=bins, alpha=0.6, label="genuine", density=True)
+    axis.hist(scores[labels], bins=bins, alpha=0.6, label="fraud", density=True)
+    axis.set(yscale="log", xlabel="fraud probability", ylabel="density", title="Scores")
+    axis.legend()
+    figure.tight_layout()
+    return figure

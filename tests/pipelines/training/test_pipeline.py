@@ -1,0 +1,107 @@
+"""The training pipeline end to end: two Tune trials, MLflow runs, registry, promotion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from payments_ml.pipelines.training import create_pipeline
+from payments_ml.pipelines.training import nodes as n
+from payments_ml.training.model import FraudModel, load_fraud_model
+
+OUTPUTS = ["fraud_model", "training_metrics", "evaluation_report", "model_promotion"]
+
+
+class KeptDataset(MemoryDataset):
+    """Keeps its data after the run (the runner releases intermediate datasets)."""
+
+    def _release(self) -> None:
+        pass
+
+
+def run_pipeline(training_set: pd.DataFrame, params: dict) -> dict:
+    catalog = DataCatalog(
+        {
+            "training_set@pandas": MemoryDataset(training_set),
+            "params:training": MemoryDataset(params),
+            **{name: KeptDataset(copy_mode="assign") for name in OUTPUTS},
+        }
+    )
+    SequentialRunner().run(create_pipeline(), catalog)
+    return {name: catalog.load(name) for name in OUTPUTS}
+
+
+@pytest.mark.slow
+def test_two_trial_run_logs_nested_runs_registers_and_promotes(
+    ray_session, training_set, training_params, mlflow_store
+):
+    mlflow = mlflow_store
+    with mlflow.start_run() as parent:
+        out = run_pipeline(training_set, training_params)
+
+    client = mlflow.MlflowClient()
+    trials = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    assert len(trials) == 2
+    assert all("valid_average_precision" in t.data.metrics for t in trials)
+    assert {"learning_rate", "scale_pos_weight"} <= set(trials[0].data.params)
+
+    report = out["evaluation_report"]["metrics"]
+    for key in ("test_average_precision", "test_roc_auc", "test_card_precision_at_20"):
+        assert 0 < report[key] <= 1 and 0 < report[key.replace("test_", "baseline_")] <= 1
+    assert out["training_metrics"]["test_average_precision"]["value"] == pytest.approx(
+        report["test_average_precision"], abs=1e-6
+    )
+    assert out["model_promotion"]["promoted"] and out["model_promotion"]["new_version"] == "1"
+
+    # What serving loads is what was trained: same scores, same thresholds.
+    champion = load_fraud_model("models:/fraud_model@champion")
+    assert champion.version == "1"
+    sample = training_set.sample(300, random_state=1)
+    np.testing.assert_allclose(
+        champion.predict_proba(sample), out["fraud_model"].predict_proba(sample), rtol=1e-12
+    )
+    assert champion.thresholds == out["fraud_model"].thresholds
+    run = client.get_run(parent.info.run_id)
+    assert run.data.tags["promotion"] == "promoted" and len(run.data.tags["git_commit"]) > 0
+
+
+def test_champion_moves_only_to_a_better_model(training_set, training_params, mlflow_store):
+    """Promotion rule: a worse model is registered but the alias stays; a better one takes it."""
+    mlflow = mlflow_store
+    train, valid, test, split = n.split_transactions(training_set, training_params)
+    report = {"metrics": {}}
+    good = _model(train, valid, split, training_params, shuffle_labels=False)
+    bad = _model(train, valid, split, training_params, shuffle_labels=True)
+    decisions = []
+    for model in (bad, good, bad):
+        with mlflow.start_run():
+            decisions.append(n.register_model(model, test, report, training_params))
+    first, second, third = decisions
+    assert first["promoted"] and first["champion_value"] is None
+    assert second["promoted"] and second["new_value"] > second["champion_value"]
+    assert not third["promoted"] and third["champion_after"] == second["new_version"] == "2"
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias("fraud_model", "champion").version) == "2"
+    assert len(client.search_model_versions("name = 'fraud_model'")) == 3
+
+
+def test_register_needs_an_active_run(training_set, training_params, mlflow_store):
+    train, valid, test, split = n.split_transactions(training_set, training_params)
+    model = _model(train, valid, split, training_params, shuffle_labels=False)
+    with pytest.raises(RuntimeError, match="needs an active MLflow run"):
+        n.register_model(model, test, {"metrics": {}}, training_params)
+
+
+def _model(train, valid, split, params, *, shuffle_labels: bool) -> FraudModel:
+    if shuffle_labels:
+        rng = np.random.default_rng(0)
+        train = train.assign(label=rng.permutation(train["label"].to_numpy()))
+    config = {"learning_rate": 0.1, "num_leaves": 15, "min_child_samples": 20}
+    params = params | {"refit_threads": 1}
+    return n.train_model(train, valid, {"config": config, "best_value": 0.0}, split, params)

@@ -1,0 +1,74 @@
+"""The time split: windows, label knowledge, blocked cards, and no future information."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from payments_ml.features import windows as fw
+from payments_ml.pipelines.training.nodes import split_transactions, time_split
+
+DAY = pd.Timedelta(days=1)
+
+
+def test_windows_are_anchored_at_the_last_day(training_params):
+    windows = time_split(100, 139, training_params)
+    assert windows == {
+        "test": [133, 139],
+        "gap": [126, 132],
+        "valid": [121, 125],
+        "fit": [105, 120],
+    }
+
+
+def test_too_short_a_history_names_the_parameters(training_params):
+    with pytest.raises(ValueError, match=r"train_days=21, delay_days=7, test_days=7.*lower"):
+        time_split(110, 139, training_params)
+
+
+def test_no_row_after_the_training_window_reaches_training(training_set, training_params):
+    train, valid, test, split = split_transactions(training_set, training_params)
+    test_start = test["event_timestamp"].min().normalize()
+    assert train["event_timestamp"].max() < valid["event_timestamp"].min()
+    assert valid["event_timestamp"].max() < test_start - training_params["delay_days"] * DAY
+    # Every training label was known at the test start, when the model is trained.
+    frauds = pd.concat([train, valid]).query("label")
+    assert (frauds["label_available_at"] < test_start).all()
+    assert split["train_rows"] == len(train) and len(test) > 0 and train["label"].sum() > 20
+
+
+def test_changing_the_future_changes_nothing_in_training(training_set, training_params):
+    """Rewrite every label and feature after the training window: train/valid stay equal."""
+    train, valid, _, split = split_transactions(training_set, training_params)
+    future = training_set["event_timestamp"] >= pd.Timestamp(split["gap_window"][0], tz="UTC")
+    rewritten = training_set.copy()
+    rewritten.loc[future, "is_fraud"] = ~rewritten.loc[future, "is_fraud"]
+    rewritten.loc[future, "customer_tx_count_30d"] = 999
+    rewritten.loc[future, "label_available_at"] = rewritten.loc[future, "event_timestamp"]
+    train2, valid2, _, _ = split_transactions(rewritten, training_params)
+    pd.testing.assert_frame_equal(train, train2)
+    pd.testing.assert_frame_equal(valid, valid2)
+
+
+def test_frauds_reported_after_the_test_start_count_as_genuine(training_set, training_params):
+    _, _, _, split = split_transactions(training_set, training_params)
+    late = training_set.copy()
+    cutoff = pd.Timestamp(split["test_window"][0], tz="UTC")
+    in_valid = late["event_timestamp"] >= pd.Timestamp(split["valid_window"][0], tz="UTC")
+    target = late.index[late["is_fraud"] & in_valid & (late["event_timestamp"] < cutoff)][:3]
+    late.loc[target, "label_available_at"] = cutoff + DAY
+    _, valid, _, split_late = split_transactions(late, training_params)
+    assert split_late["labels_not_yet_known"] == len(target) == 3
+    hidden = valid.set_index("transaction_id").loc[late.loc[target, "transaction_id"]]
+    assert hidden["is_fraud"].all() and not hidden["label"].any()
+
+
+def test_cards_known_defrauded_before_a_test_day_leave_that_day(training_set, training_params):
+    _, _, test, split = split_transactions(training_set, training_params)
+    known = training_set[training_set["is_fraud"]].groupby("card_id")["label_available_at"].min()
+    day_start = pd.to_datetime(test["event_day"] * fw.NS_DAY, utc=True)
+    assert not (test["card_id"].map(known) < day_start).any()
+    kept = training_set["event_timestamp"] >= pd.Timestamp(split["test_window"][0], tz="UTC")
+    assert split["test_rows_of_known_defrauded_cards"] == kept.sum() - len(test) > 0
+    assert np.isin(test["transaction_id"], training_set["transaction_id"]).all()
