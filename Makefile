@@ -37,7 +37,10 @@ run: install
 	@echo "Transactions: data/01_raw/transactions/ (quarantine: data/01_raw/transactions_quarantine/)"
 	@echo "Summary:      data/08_reporting/data_gen_summary.json"
 	@echo "Model input:  data/05_model_input/training_set/  (snapshots: data/04_feature/)"
-	@echo "Feast:        data/feast/ (registry, SQLite online store), service fraud_model_v1"
+	@echo "Feast:        data/feast/ (registry, packed SQLite online store), service fraud_model_v1"
+	@echo "Evaluation:   data/08_reporting/evaluation.json, plots in data/08_reporting/plots/"
+	@echo "MLflow UI:    .venv/bin/mlflow ui --backend-store-uri sqlite:///data/mlflow/mlflow.db --port 5000"
+	@echo "              (experiment payments-ml; model fraud_model, alias champion)"
 	@echo "Kedro-Viz:    .venv/bin/kedro viz run   (lineage of every pipeline)"
 
 lint: install-dev

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("data_gen", "features")
+BENCHMARKS = ("data_gen", "features", "training")
 
 
 def main() -> None:

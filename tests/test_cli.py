@@ -24,7 +24,11 @@ SMALL = (
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("project")
+    return scratch_project(tmp_path_factory.mktemp("project"))
+
+
+def scratch_project(root: Path) -> Path:
+    """A copy of the project's code and configuration, without data or conf/local."""
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
@@ -88,3 +92,39 @@ def test_a_failing_node_still_closes_ray_and_says_why(project):
     assert failed.returncode != 0
     assert "data_gen.n_days must be >= 1, got 0" in log
     assert "Ray session closed" in log
+
+
+TRAIN_SMALL = (
+    "data_gen.n_customers=1500,data_gen.n_merchants=200,data_gen.n_regions=6,"
+    "data_gen.n_days=30,data_gen.start_date=2025-05-01,"
+    "training.train_days=14,training.valid_days=4,training.test_days=5,"
+    "training.num_samples=2,training.num_boost_round=40,training.report_every=5,"
+    "training.card_precision_k=20"
+)
+
+
+def test_kedro_run_trains_tracks_and_registers_in_mlflow(tmp_path_factory):
+    """`kedro run`: every stage; one MLflow run with nested trials; a registered champion."""
+    import mlflow  # noqa: PLC0415
+
+    project = scratch_project(tmp_path_factory.mktemp("full"))
+    run = kedro(project, "--params", TRAIN_SMALL)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'data/mlflow/mlflow.db'}")
+    experiment = client.get_experiment_by_name("payments-ml")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and len(runs) == 3  # the kedro run and its two trials
+    parent = parents[0]
+    for metric in ("test_average_precision", "test_roc_auc", "test_card_precision_at_20"):
+        assert metric in parent.data.metrics and f"baseline_{metric[5:]}" in parent.data.metrics
+    assert parent.data.params["training.num_samples"] == "2"
+    assert {"git_commit", "data_window", "promotion"} <= set(parent.data.tags)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert artifacts == {
+        f"plots/{name}.png"
+        for name in ("pr_curve", "feature_importance", "calibration", "score_distribution")
+    }
+    assert str(client.get_model_version_by_alias("fraud_model", "champion").version) == "1"
+    assert (project / "data/08_reporting/plots/pr_curve.png").stat().st_size > 10_000

@@ -163,6 +163,15 @@ def tune_booster(
         "failed_trials": len(errors),
         "seconds": round(seconds, 2),
         "trials_per_minute": round(60 * len(results) / seconds, 2),
+        "trial_results": [
+            {
+                "config": r.config,
+                metric: r.metrics.get(metric),
+                "reports": r.metrics.get("training_iteration"),
+            }
+            for r in results
+            if not r.error
+        ],
     }
 
 

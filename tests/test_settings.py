@@ -1,0 +1,45 @@
+"""Configuration: an environment overrides single keys, and paths resolve to the project."""
+
+from __future__ import annotations
+
+import pytest
+from kedro.config import OmegaConfigLoader
+
+from payments_ml.settings import CONFIG_LOADER_ARGS
+from tests.conftest import PROJECT_ROOT
+
+
+@pytest.fixture
+def cluster_env(monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/1")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    return OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="cluster", **CONFIG_LOADER_ARGS)
+
+
+def test_cluster_keeps_base_settings_it_does_not_override(cluster_env):
+    feast = cluster_env["parameters"]["feast"]
+    assert feast["online_store"]["type"] == "redis"
+    assert feast["online_store"]["connection_string"] == "redis://cache:6379/1"
+    assert feast["project"] == "payments_ml" and "customer_snapshots" in feast["sources"]
+    assert cluster_env["parameters"]["training"]["registry"]["model_name"] == "fraud_model"
+    assert cluster_env["ray"]["ray"]["address"] == "ray://head:10001"
+    assert cluster_env["ray"]["ray"]["data"]["use_datasource_v2"] is False
+    mlflow = cluster_env["mlflow"]
+    assert mlflow["server"]["mlflow_tracking_uri"] == "http://mlflow:5000"
+    assert mlflow["tracking"]["experiment"]["name"] == "payments-ml"
+    assert mlflow["tracking"]["experiment"]["create_experiment_kwargs"]["artifact_location"] is None
+
+
+def test_cluster_feast_config_drops_the_sqlite_path(cluster_env):
+    from payments_ml.feature_store.store import repo_config  # noqa: PLC0415
+
+    online = repo_config(cluster_env["parameters"]["feast"]).online_store
+    assert online.type == "redis" and online.connection_string == "cache:6379,db=1"
+
+
+def test_embedded_mlflow_store_is_under_the_project(monkeypatch):
+    monkeypatch.chdir(PROJECT_ROOT / "src")  # kedro finds the project from a subfolder too
+    config = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS)["mlflow"]
+    uri = config["server"]["mlflow_tracking_uri"]
+    assert uri == f"sqlite:///{PROJECT_ROOT.as_posix()}/data/mlflow/mlflow.db"
