@@ -45,8 +45,10 @@ def fit_booster(
     config: dict[str, Any],
     data: TrainingData,
     params: dict[str, Any],
+    *,
     threads: int = 1,
     report: Callable[[dict[str, float]], None] | None = None,
+    rounds: int | None = None,
 ) -> lgb.Booster:
     """Train on the training window, early-stopped on the validation window.
 
@@ -56,11 +58,15 @@ def fit_booster(
         params: The ``training`` parameters (fixed LightGBM settings, metric, rounds).
         threads: LightGBM threads.
         report: Called every ``report_every`` rounds with the validation metric (Tune).
+        rounds: Train exactly this many rounds, without validation (a refit at the
+            iteration where the search's early stopping settled).
 
     Returns:
         The booster, cut at its best iteration.
     """
     train = lgb.Dataset(data.x_train, data.y_train, feature_name=data.features)
+    if rounds is not None:
+        return lgb.train(booster_params(config, params, threads), train, num_boost_round=rounds)
     valid = lgb.Dataset(data.x_valid, data.y_valid, reference=train)
     callbacks = [lgb.early_stopping(params["early_stopping_rounds"], verbose=False)]
     if report is not None:
@@ -159,6 +165,7 @@ def tune_booster(
         "config": best.config,
         "metric": metric,
         "best_value": float(best.metrics[metric]),
+        "best_iteration": int(best.metrics["best_iteration"]),
         "trials": len(results),
         "failed_trials": len(errors),
         "seconds": round(seconds, 2),
