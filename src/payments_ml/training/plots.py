@@ -35,21 +35,29 @@ def feature_importance(features: list[str], gains: np.ndarray, top: int = 20) ->
     return figure
 
 
-def calibration(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> Figure:
-    """Observed fraud rate against mean predicted probability, by score quantile."""
-    edges = np.unique(np.quantile(scores, np.linspace(0, 1, bins + 1)))
+def calibration(labels: np.ndarray, scores: np.ndarray, min_count: int = 30) -> Figure:
+    """Observed fraud rate against mean predicted probability, in log-spaced score bins.
+
+    Frauds are rare, so bins are spaced on a log scale (1e-4 to 1); bins with fewer than
+    ``min_count`` transactions or no fraud are left out (a log axis has no zero).
+    """
+    edges = np.concatenate([[0.0], np.logspace(-4, 0, 17)])
     index = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, len(edges) - 2)
-    predicted = np.bincount(index, scores) / np.maximum(np.bincount(index), 1)
-    observed = np.bincount(index, labels.astype(float)) / np.maximum(np.bincount(index), 1)
+    count = np.bincount(index, minlength=len(edges) - 1)
+    frauds = np.bincount(index, labels.astype(float), minlength=len(edges) - 1)
+    predicted = np.bincount(index, scores, minlength=len(edges) - 1) / np.maximum(count, 1)
+    keep = (count >= min_count) & (frauds > 0)
     figure, axis = plt.subplots(figsize=(5, 5))
-    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
-    axis.plot(predicted, observed, marker="o", label="model")
+    axis.plot([1e-4, 1], [1e-4, 1], color="grey", linestyle=":", label="perfect")
+    axis.plot(predicted[keep], frauds[keep] / count[keep], marker="o", label="model")
     axis.set(
-        xscale="symlog",
-        yscale="symlog",
+        xscale="log",
+        yscale="log",
+        xlim=(1e-4, 1),
+        ylim=(1e-4, 1),
         xlabel="mean predicted probability",
         ylabel="observed fraud rate",
-        title="Calibration (score quantiles)",
+        title="Calibration (log-spaced score bins)",
     )
     axis.legend()
     figure.tight_layout()
