@@ -164,6 +164,7 @@ def online(
             "sources": {
                 "customer_snapshots": str(root / "c"),
                 "merchant_snapshots": str(root / "m.parquet"),
+                "scored_transactions": str(root / "scored"),
             },
         }
         store = fs.open_store(config)

@@ -36,6 +36,7 @@ def feast_config(root: Any, online_store: dict | None = None) -> dict[str, Any]:
         "sources": {
             "customer_snapshots": str(root / "customer_snapshots"),
             "merchant_snapshots": str(root / "merchant_snapshots.parquet"),
+            "scored_transactions": str(root / "scored_transactions"),
         },
     }
 

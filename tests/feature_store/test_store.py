@@ -18,6 +18,7 @@ def test_definitions_are_registered(repo):
     assert {v.name for v in store.list_feature_views()} == {
         "customer_snapshot",
         "merchant_snapshot",
+        "customer_today",
     }
     assert {e.name for e in store.list_entities()} >= {"customer", "merchant"}
     service = store.get_feature_service("fraud_model_v1")

@@ -58,6 +58,10 @@ _PROTO_FIELD = {
     "float64[]": "double_list_val",
 }
 _MAX_FEATURES = 64  # the null mask is one uint64
+_UPSERT = (
+    "INSERT INTO {table} VALUES (?, ?, ?, ?) ON CONFLICT(entity_key) DO UPDATE SET "
+    "record = excluded.record, event_ts = excluded.event_ts, created_ts = excluded.created_ts"
+)
 
 
 class PackedSqliteOnlineStoreConfig(FeastConfigBaseModel):
@@ -217,6 +221,57 @@ class PackedSqliteOnlineStore(OnlineStore):
             found.update((key, (record, ts)) for key, record, ts in rows)
         return found
 
+    def update_rows(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        join_key: str,
+        updates: dict[int, Callable[[dict[str, Any] | None], dict[str, Any] | None]],
+    ) -> int:
+        """Read-modify-write of some entities, atomic across processes.
+
+        ``updates`` maps an int64 id to a function from its stored values (None when
+        absent) to its new values (with ``event_ns``), or None to leave it. SQLite's
+        ``BEGIN IMMEDIATE`` holds the write lock from the read to the commit, so two
+        scorer replicas updating the same customer never lose an update.
+
+        Returns:
+            The number of entities written.
+        """
+        if not updates:
+            return 0
+        conn = self._connection(config)
+        layout = _layout(table)
+        ids = np.fromiter(updates, np.int64, len(updates))
+        keys = _int64_entity_keys(config, join_key, ids)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            found = self.read_records(config, table, keys)
+            written_keys, values = [], []
+            for key, update in zip(keys, updates.values(), strict=True):
+                old = _decode(layout, found[key][0]) if key in found else None
+                new = update(old)
+                if new is not None:
+                    written_keys.append(key)
+                    values.append(new)
+            if values:
+                frame = pd.DataFrame(values)
+                conn.executemany(
+                    _UPSERT.format(table=_quote(_table_name(config, table))),
+                    zip(
+                        written_keys,
+                        _encode(layout, frame),
+                        frame["event_ns"].astype(np.int64).tolist(),
+                        [None] * len(values),
+                        strict=True,
+                    ),
+                )
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        return len(values)
+
     # -- internals ---------------------------------------------------------------------
     def _write(
         self,
@@ -232,9 +287,7 @@ class PackedSqliteOnlineStore(OnlineStore):
         created = [None] * len(keys) if created_ns is None else created_ns.tolist()
         with conn:  # one transaction: all rows or none
             conn.executemany(
-                f"INSERT INTO {_quote(_table_name(config, table))} VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(entity_key) DO UPDATE SET record = excluded.record, "
-                "event_ts = excluded.event_ts, created_ts = excluded.created_ts",
+                _UPSERT.format(table=_quote(_table_name(config, table))),
                 zip(keys, records, event_ns.tolist(), created, strict=True),
             )
 

@@ -3,7 +3,7 @@
 Paths come from conf/<env>/feast.yml, never from code.
 """
 
-from feast import FileSource
+from feast import FileSource, PushSource
 
 
 def customer_snapshots_source(path: str) -> FileSource:
@@ -23,4 +23,22 @@ def merchant_snapshots_source(path: str) -> FileSource:
         path=path,
         timestamp_field="snapshot_ts",
         description="Merchant transaction counts and reported fraud rates per snapshot day.",
+    )
+
+
+def customer_today_source(path: str) -> PushSource:
+    """Today's transactions of each customer, pushed by the scorer as it scores them.
+
+    Its batch side is the scorer's log of scored transactions (the offline record of what
+    was served); the online side is the running state the next score reads.
+    """
+    return PushSource(
+        name="customer_today_push",
+        batch_source=FileSource(
+            name="scored_transactions_source",
+            path=path,
+            timestamp_field="event_timestamp",
+            description="Every transaction the scorer scored, with its features and answer.",
+        ),
+        description="Running state of each customer's day, updated by every score.",
     )

@@ -20,8 +20,16 @@ from payments_ml.feature_store.entities import customer, merchant
 from payments_ml.feature_store.online_store import TYPE as PACKED_SQLITE
 from payments_ml.feature_store.online_store import PackedSqliteOnlineStore
 from payments_ml.feature_store.services import fraud_model_v1
-from payments_ml.feature_store.sources import customer_snapshots_source, merchant_snapshots_source
-from payments_ml.feature_store.views import customer_snapshot_fv, merchant_snapshot_fv
+from payments_ml.feature_store.sources import (
+    customer_snapshots_source,
+    customer_today_source,
+    merchant_snapshots_source,
+)
+from payments_ml.feature_store.views import (
+    customer_snapshot_fv,
+    customer_today_fv,
+    merchant_snapshot_fv,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +72,13 @@ def definitions(config: dict[str, Any]) -> dict[str, Any]:
     merchant_fv = merchant_snapshot_fv(
         merchant_snapshots_source(_absolute(sources["merchant_snapshots"]))
     )
+    today_fv = customer_today_fv(customer_today_source(_absolute(sources["scored_transactions"])))
     return {
         "customer": customer,
         "merchant": merchant,
         customer_fv.name: customer_fv,
         merchant_fv.name: merchant_fv,
+        today_fv.name: today_fv,
         "fraud_model_v1": fraud_model_v1(customer_fv, merchant_fv),
     }
 
@@ -121,6 +131,47 @@ def read_online(store: FeatureStore, view: str, join_key: str, ids: np.ndarray) 
     names = [f"{view}:{f.name}" for f in store.get_feature_view(view).features]
     rows = [{join_key: int(i)} for i in np.asarray(ids, np.int64)]
     return store.get_online_features(features=names, entity_rows=rows).to_df()
+
+
+def load_day(
+    store: FeatureStore,
+    customer_rows: pd.DataFrame,
+    merchant_rows: pd.DataFrame,
+    day: str | pd.Timestamp,
+) -> dict[str, int]:
+    """Put the nightly snapshot of ``day`` in the online store, as that night's refresh did.
+
+    Every entity gets its latest snapshot row at or before midnight of ``day``; entities
+    whose first row is later get an empty row (no history yet), so nothing from after
+    ``day`` is served. Used to replay a past day against the scorer.
+
+    Returns:
+        The rows written per view.
+    """
+    from payments_ml.features import windows as fw  # noqa: PLC0415
+
+    midnight = pd.Timestamp(day)
+    midnight = (midnight.tz_localize("UTC") if midnight.tz is None else midnight).normalize()
+    written = {}
+    for view_name, rows, key in (
+        ("customer_snapshot", customer_rows, "customer_id"),
+        ("merchant_snapshot", merchant_rows, "merchant_id"),
+    ):
+        view = store.get_feature_view(view_name)
+        names = [f.name for f in view.features]
+        known = latest_rows(rows[rows["snapshot_ts"] <= midnight], key)
+        unseen = np.setdiff1d(rows[key].unique(), known[key].to_numpy())
+        empty = pd.DataFrame({name: [None] * len(unseen) for name in names})
+        if view_name == "customer_snapshot":
+            empty = fw.complete_snapshot(empty)
+        else:
+            empty = empty.fillna(0).astype({n: float for n in names if "rate" in n})
+            empty = empty.astype({n: np.int64 for n in names if "count" in n})
+        empty.insert(0, key, unseen)
+        empty["snapshot_ts"] = midnight
+        both = pd.concat([known[[key, *names, "snapshot_ts"]], empty], ignore_index=True)
+        written[view_name] = write_online(store, view, both)
+    return written
 
 
 def latest_rows(rows: pd.DataFrame, join_key: str) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from feast import FeatureView, Field, FileSource
+from feast import FeatureView, Field, FileSource, PushSource
 from feast.types import Array, Float64, Int64
 
 from payments_ml.feature_store.entities import customer, merchant
@@ -48,4 +48,27 @@ def merchant_snapshot_fv(source: FileSource) -> FeatureView:
         online=True,
         description="Merchant transactions and reported fraud rate over [D - d - w, D - d) days.",
         tags={"owner": "payments-ml", "refresh": "daily"},
+    )
+
+
+def customer_today_fv(source: PushSource) -> FeatureView:
+    """Each customer's transactions since midnight UTC: the running part of the windows.
+
+    The scorer appends every transaction it scores (atomically, by transaction id), so
+    the customer's next transaction sees it; a new day starts the list afresh.
+    """
+    return FeatureView(
+        name="customer_today",
+        entities=[customer],
+        ttl=timedelta(days=2),
+        schema=[
+            Field(name="day", dtype=Int64, description="days since 1970-01-01 (UTC)"),
+            Field(name="tx_ns", dtype=Array(Int64), description="event times, ns UTC"),
+            Field(name="amounts", dtype=Array(Float64)),
+            Field(name="tx_keys", dtype=Array(Int64), description="hashed transaction ids"),
+        ],
+        source=source,
+        online=True,
+        description="Customer transactions of the current UTC day, streamed by the scorer.",
+        tags={"owner": "payments-ml", "refresh": "streaming"},
     )

@@ -1,0 +1,157 @@
+"""Today's running part of the customer windows, kept in the online store.
+
+The scorer appends every transaction it scores to its customer's ``customer_today`` row
+(event times, amounts and hashed ids of the customer's transactions since midnight UTC),
+so the customer's next transaction sees it. Appends are idempotent (a retried
+transaction is not counted twice) and a new day starts the row afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from feast import FeatureStore, FeatureView
+from feast.infra.online_stores.helpers import get_online_store_from_config
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import DoubleList, Int64List
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+from payments_ml.feature_store.online_store import PackedSqliteOnlineStore
+from payments_ml.features.windows import day_of, to_ns
+
+logger = logging.getLogger(__name__)
+
+VIEW = "customer_today"
+COLUMNS = ["day", "tx_ns", "amounts", "tx_keys"]
+_LOCK = threading.Lock()  # other stores: one writer per process (not across processes)
+
+
+def transaction_key(transaction_id: str) -> int:
+    """A stable signed 64-bit hash of a transaction id."""
+    digest = hashlib.blake2b(transaction_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def today_transactions(state: dict[str, list], customer_ids: np.ndarray) -> pd.DataFrame:
+    """Transactions (customer_id, event_timestamp, amount) held in ``customer_today`` rows.
+
+    Args:
+        state: ``day``, ``tx_ns`` and ``amounts`` per customer, as get_online_features
+            returns them (None where a customer has no row).
+        customer_ids: The customer of each state row.
+    """
+    customers, stamps, amounts = [], [], []
+    for customer, tx_ns, amount in zip(customer_ids, state["tx_ns"], state["amounts"], strict=True):
+        if tx_ns:
+            customers.append(np.full(len(tx_ns), customer, np.int64))
+            stamps.append(np.asarray(tx_ns, np.int64))
+            amounts.append(np.asarray(amount, float))
+    if not customers:
+        return pd.DataFrame(
+            {
+                "customer_id": np.empty(0, np.int64),
+                "event_timestamp": pd.to_datetime(np.empty(0, np.int64), utc=True),
+                "amount": np.empty(0, float),
+            }
+        )
+    return pd.DataFrame(
+        {
+            "customer_id": np.concatenate(customers),
+            "event_timestamp": pd.to_datetime(np.concatenate(stamps), utc=True),
+            "amount": np.concatenate(amounts),
+        }
+    )
+
+
+def append_today(store: FeatureStore, rows: pd.DataFrame) -> int:
+    """Add scored transactions to their customers' rows; returns the customers written.
+
+    Args:
+        store: The feature store.
+        rows: ``transaction_id``, ``customer_id``, ``event_timestamp``, ``amount``.
+    """
+    if rows.empty:
+        return 0
+    view = store.get_feature_view(VIEW)
+    ns = to_ns(rows["event_timestamp"])
+    entries = pd.DataFrame(
+        {
+            "customer_id": rows["customer_id"].to_numpy(np.int64),
+            "ns": ns,
+            "day": day_of(ns),
+            "amount": rows["amount"].to_numpy(float),
+            "key": [transaction_key(t) for t in rows["transaction_id"]],
+        }
+    ).sort_values(["customer_id", "ns"], kind="stable")
+    updates = {int(customer): _merger(group) for customer, group in entries.groupby("customer_id")}
+    online = get_online_store_from_config(store.config.online_store)
+    if isinstance(online, PackedSqliteOnlineStore):
+        return online.update_rows(store.config, view, "customer_id", updates)
+    with _LOCK:
+        return _update_with_feast(store, view, online, updates)
+
+
+def _merger(entries: pd.DataFrame) -> Callable[[dict[str, Any] | None], dict[str, Any] | None]:
+    """The update of one customer's row by a batch of its transactions."""
+
+    def merge(old: dict[str, Any] | None) -> dict[str, Any] | None:
+        state = old if old is not None and old.get("day") is not None else None
+        changed = False
+        for day, group in entries.groupby("day", sort=True):
+            if state is not None and state["day"] > day:
+                continue  # yesterday's transaction after midnight: the nightly batch has it
+            if state is None or state["day"] < day:
+                state = {"day": int(day), "tx_ns": [], "amounts": [], "tx_keys": []}
+            seen = set(state["tx_keys"])
+            for ns, amount, key in group[["ns", "amount", "key"]].itertuples(index=False):
+                if key not in seen:
+                    state["tx_ns"].append(int(ns))
+                    state["amounts"].append(float(amount))
+                    state["tx_keys"].append(int(key))
+                    seen.add(key)
+                    changed = True
+        if not changed:
+            return None
+        return {**state, "event_ns": max(state["tx_ns"])}
+
+    return merge
+
+
+def _update_with_feast(
+    store: FeatureStore, view: FeatureView, online: Any, updates: dict[int, Callable]
+) -> int:
+    keys = [
+        EntityKeyProto(join_keys=["customer_id"], entity_values=[ValueProto(int64_val=c)])
+        for c in updates
+    ]
+    current = online.online_read(store.config, view, keys)
+    rows = []
+    for key, (_, values), update in zip(keys, current, updates.values(), strict=True):
+        old = None
+        if values:
+            old = {
+                "day": values["day"].int64_val if values["day"].HasField("int64_val") else None,
+                "tx_ns": list(values["tx_ns"].int64_list_val.val),
+                "amounts": list(values["amounts"].double_list_val.val),
+                "tx_keys": list(values["tx_keys"].int64_list_val.val),
+            }
+        new = update(old)
+        if new is not None:
+            protos = {
+                "day": ValueProto(int64_val=new["day"]),
+                "tx_ns": ValueProto(int64_list_val=Int64List(val=new["tx_ns"])),
+                "amounts": ValueProto(double_list_val=DoubleList(val=new["amounts"])),
+                "tx_keys": ValueProto(int64_list_val=Int64List(val=new["tx_keys"])),
+            }
+            stamp = datetime.fromtimestamp(new["event_ns"] / 1e9, UTC)
+            rows.append((key, protos, stamp, None))
+    if rows:
+        online.online_write_batch(store.config, view, rows, progress=None)
+    return len(rows)

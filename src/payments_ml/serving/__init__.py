@@ -1,0 +1,1 @@
+"""The Ray Serve fraud scorer (importable without Kedro)."""
