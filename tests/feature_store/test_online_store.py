@@ -62,7 +62,11 @@ def test_feast_materialize_writes_what_the_bulk_path_writes(packed_repo, snapsho
     store = packed_repo["store"]
     latest = fs.latest_rows(snapshots["customer"], "customer_id")
     end = latest["snapshot_ts"].max().to_pydatetime() + timedelta(days=1)
-    store.materialize(start_date=datetime(2000, 1, 1, tzinfo=UTC), end_date=end)
+    store.materialize(
+        start_date=datetime(2000, 1, 1, tzinfo=UTC),
+        end_date=end,
+        feature_views=["customer_snapshot", "merchant_snapshot"],  # customer_today is pushed
+    )
     ids = latest["customer_id"].sample(200, random_state=3).to_numpy()
     from_feast = fs.read_online(store, "customer_snapshot", "customer_id", ids)
     fs.write_online(store, store.get_feature_view("customer_snapshot"), latest)
