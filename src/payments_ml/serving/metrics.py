@@ -1,0 +1,85 @@
+"""Scorer metrics: Prometheus text on /metrics, and the same in Ray's metrics (dashboard)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class ScorerMetrics:
+    """Requests, latency, decisions and online-store latency of one replica.
+
+    ``/metrics`` shows this replica's counts (Prometheus scrapes each replica, or the
+    Ray dashboard's metrics, which aggregate every replica through Ray's exporter).
+    """
+
+    def __init__(self, ray_metrics: bool = True) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "scorer_requests_total", "HTTP requests", ["route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "scorer_request_latency_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "scorer_decisions_total",
+            "Scored transactions by decision",
+            ["decision"],
+            registry=self.registry,
+        )
+        self.store_latency = Histogram(
+            "scorer_feature_store_latency_seconds",
+            "Online store time per scored batch (reads and today's update)",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._ray = _RayMetrics() if ray_metrics else None
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+        if self._ray:
+            self._ray.requests.inc(tags={"route": route, "status": str(status)})
+            self._ray.latency.observe(seconds * 1000, tags={"route": route})
+
+    def observe_scores(self, decisions: list[str], store_seconds: float) -> None:
+        for decision in decisions:
+            self.decisions.labels(decision).inc()
+            if self._ray:
+                self._ray.decisions.inc(tags={"decision": decision})
+        self.store_latency.observe(store_seconds)
+        if self._ray:
+            self._ray.store_latency.observe(store_seconds * 1000)
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _RayMetrics:
+    def __init__(self) -> None:
+        from ray.serve import metrics  # noqa: PLC0415
+
+        self.requests: Any = metrics.Counter(
+            "scorer_requests", description="HTTP requests", tag_keys=("route", "status")
+        )
+        self.latency: Any = metrics.Histogram(
+            "scorer_request_latency_ms",
+            description="HTTP request latency (ms)",
+            boundaries=[b * 1000 for b in LATENCY_BUCKETS],
+            tag_keys=("route",),
+        )
+        self.decisions: Any = metrics.Counter(
+            "scorer_decisions", description="Scored transactions", tag_keys=("decision",)
+        )
+        self.store_latency: Any = metrics.Histogram(
+            "scorer_feature_store_latency_ms",
+            description="Online store time per batch (ms)",
+            boundaries=[b * 1000 for b in LATENCY_BUCKETS],
+        )

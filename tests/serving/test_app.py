@@ -1,0 +1,142 @@
+"""The HTTP API on a real Ray Serve application (127.0.0.1, a free port)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+import requests
+
+from payments_ml.serving.schemas import MAX_BATCH
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def endpoint(ray_session, tmp_path_factory, snapshots, generated_transactions, small_model):
+    """The scorer deployed with Serve on the session's Ray cluster, torn down after."""
+    import numpy as np  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+    from ray import serve  # noqa: PLC0415
+
+    from payments_ml.feature_store import store as fs  # noqa: PLC0415
+    from payments_ml.features import windows as fw  # noqa: PLC0415
+    from payments_ml.serving.app import FraudScorer  # noqa: PLC0415
+    from tests.feature_store.conftest import make_repo  # noqa: PLC0415
+
+    repo = make_repo(tmp_path_factory.mktemp("serve"), snapshots, "packed_sqlite")
+    tx = generated_transactions
+    day = int(np.median(fw.day_of(fw.to_ns(tx["event_timestamp"]))))
+    midnight = pd.Timestamp(day * fw.NS_DAY, tz="UTC")
+    fs.load_day(repo["store"], snapshots["customer"], snapshots["merchant"], midnight)
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    model = small_model
+    serve.run(
+        FraudScorer.bind(lambda: model, repo["config"], ray_metrics=False),
+        name="scorer-test",
+        route_prefix="/",
+    )
+    url = f"http://127.0.0.1:{port}"
+    rows = tx[fw.day_of(fw.to_ns(tx["event_timestamp"])) == day]
+    yield {"url": url, "rows": rows.sort_values("event_timestamp").reset_index(drop=True)}
+    serve.shutdown()
+
+
+def _body(row) -> dict:
+    return {
+        "transaction_id": row["transaction_id"],
+        "event_timestamp": row["event_timestamp"].isoformat(),
+        "customer_id": int(row["customer_id"]),
+        "card_id": int(row["card_id"]),
+        "merchant_id": int(row["merchant_id"]),
+        "amount": float(row["amount"]),
+    }
+
+
+def test_score_answers_the_contract(endpoint):
+    body = _body(endpoint["rows"].iloc[0])
+    answer = requests.post(f"{endpoint['url']}/score", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert set(result) == {
+        "transaction_id",
+        "fraud_probability",
+        "decision",
+        "model_version",
+        "reasons",
+        "features_used",
+    }
+    assert result["transaction_id"] == body["transaction_id"] and result["model_version"] == "7"
+    assert 0 <= result["fraud_probability"] <= 1
+    assert result["decision"] in {"approve", "review", "decline"}
+
+
+def test_batch_answers_in_order(endpoint):
+    bodies = [_body(r) for _, r in endpoint["rows"].iloc[1:41].iterrows()]
+    answer = requests.post(
+        f"{endpoint['url']}/score/batch", json={"transactions": bodies}, timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    ids = [r["transaction_id"] for r in answer.json()["results"]]
+    assert ids == [b["transaction_id"] for b in bodies]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"amount": -3.2}, "amount"),
+        ({"amount": "many"}, "amount"),
+        ({"customer_id": "abc"}, "customer_id"),
+        ({"event_timestamp": "yesterday"}, "event_timestamp"),
+        ({"transaction_id": None}, "transaction_id"),
+    ],
+)
+def test_bad_fields_get_422_naming_the_field(endpoint, change, field):
+    body = _body(endpoint["rows"].iloc[0]) | change
+    answer = requests.post(f"{endpoint['url']}/score", json=body, timeout=30)
+    assert answer.status_code == 422 and answer.json()["detail"].startswith(field)
+
+
+def test_missing_field_empty_oversized_and_malformed_batches(endpoint):
+    url = endpoint["url"]
+    body = _body(endpoint["rows"].iloc[0])
+    missing = requests.post(f"{url}/score", json={k: v for k, v in body.items() if k != "amount"})
+    assert missing.status_code == 422 and "amount: Field required" in missing.json()["detail"]
+    empty = requests.post(f"{url}/score/batch", json={"transactions": []})
+    assert empty.status_code == 422 and "transactions" in empty.json()["detail"]
+    oversized = requests.post(f"{url}/score/batch", json={"transactions": [body] * (MAX_BATCH + 1)})
+    assert oversized.status_code == 422 and f"at most {MAX_BATCH}" in oversized.json()["detail"]
+    malformed = requests.post(
+        f"{url}/score", data=b'{"amount": 3', headers={"content-type": "application/json"}
+    )
+    assert malformed.status_code == 422 and "JSON" in malformed.json()["detail"]
+    huge = requests.post(f"{url}/score/batch", data=b"x" * 2_000_001)
+    assert huge.status_code == 413
+
+
+def test_unknown_entities_are_scored_with_cold_start(endpoint):
+    body = _body(endpoint["rows"].iloc[0]) | {"customer_id": 99_999_999, "merchant_id": 77_777_777}
+    answer = requests.post(f"{endpoint['url']}/score", json=body, timeout=30)
+    assert answer.status_code == 200
+    assert answer.json()["features_used"]["customer_tx_count_30d"] == 0
+
+
+def test_health_and_metrics(endpoint):
+    health = requests.get(f"{endpoint['url']}/health", timeout=30).json()
+    assert health["status"] == "ok" and health["model_version"] == "7"
+    assert health["online_store"] == {"type": "packed_sqlite", "ok": True, "error": None}
+    for _ in range(3):
+        requests.post(f"{endpoint['url']}/score", json=_body(endpoint["rows"].iloc[5]), timeout=30)
+    time.sleep(0.2)
+    text = requests.get(f"{endpoint['url']}/metrics", timeout=30).text
+    assert 'scorer_requests_total{route="/score",status="200"}' in text
+    assert "scorer_request_latency_seconds_bucket" in text
+    assert "scorer_decisions_total" in text and "scorer_feature_store_latency_seconds" in text
