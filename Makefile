@@ -7,13 +7,19 @@ export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export RAY_USAGE_STATS_ENABLED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# The local Ray head listens on 127.0.0.1 only; token auth would make every client
+# (kedro, serve, the scorer replay) carry a token for no gain on one machine.
+export RAY_AUTH_MODE := disabled
+RAY_PORT ?= 6379
+RAY_HEAD := 127.0.0.1:$(RAY_PORT)
 
-.PHONY: help install install-dev run test lint format bench stop clean-data
+.PHONY: help install install-dev ray-head run serve test lint format bench stop clean-data
 
 help:
 	@echo "make run    - install, then run every pipeline (about 1 M transactions)"
 	@echo "make test   - install with dev extras, lint, run the whole test suite"
 	@echo "make bench  - run the benchmarks and print their tables"
+	@echo "make serve  - run the scorer in the foreground (development)"
 	@echo "make stop   - stop what 'make run' started"
 
 $(BIN)/python:
@@ -31,17 +37,33 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-run: install
-	$(BIN)/kedro run
+ray-head: install
+	@$(BIN)/ray status --address $(RAY_HEAD) >/dev/null 2>&1 || \
+	$(BIN)/ray start --head --node-ip-address 127.0.0.1 --port $(RAY_PORT) \
+	  --dashboard-host 127.0.0.1 --dashboard-port 8265 \
+	  --object-store-memory 2000000000 --disable-usage-stats
+
+run: ray-head
+	RAY_ADDRESS=$(RAY_HEAD) $(BIN)/kedro run
+	@echo
+	@echo "Sample score (POST http://127.0.0.1:8000/score):"
+	@$(BIN)/python -m payments_ml.stream --sample
 	@echo
 	@echo "Transactions: data/01_raw/transactions/ (quarantine: data/01_raw/transactions_quarantine/)"
 	@echo "Summary:      data/08_reporting/data_gen_summary.json"
 	@echo "Model input:  data/05_model_input/training_set/  (snapshots: data/04_feature/)"
 	@echo "Feast:        data/feast/ (registry, packed SQLite online store), service fraud_model_v1"
 	@echo "Evaluation:   data/08_reporting/evaluation.json, plots in data/08_reporting/plots/"
+	@echo "Scorer:       http://127.0.0.1:8000/score  (/score/batch, /health, /metrics, /docs)"
+	@echo "Replay a day: .venv/bin/python -m payments_ml.stream --rate 50 --check"
+	@echo "Ray:          http://127.0.0.1:8265  (dashboard; Serve tab for the scorer)"
 	@echo "MLflow UI:    .venv/bin/mlflow ui --backend-store-uri sqlite:///data/mlflow/mlflow.db --port 5000"
 	@echo "              (experiment payments-ml; model fraud_model, alias champion)"
 	@echo "Kedro-Viz:    .venv/bin/kedro viz run   (lineage of every pipeline)"
+	@echo "Stop:         make stop"
+
+serve: ray-head
+	RAY_ADDRESS=$(RAY_HEAD) $(BIN)/serve run deploy/serve_config.yaml
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
@@ -58,6 +80,7 @@ bench: install-dev
 	$(BIN)/python -m benchmarks
 
 stop:
+	-RAY_ADDRESS=$(RAY_HEAD) $(BIN)/serve shutdown --yes 2>/dev/null
 	-$(BIN)/ray stop
 
 clean-data:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -40,13 +42,15 @@ def scratch_project(root: Path) -> Path:
     return root
 
 
-def kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = os.environ | {
+def kedro(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`kedro run` in ``project``; a local Ray cluster unless ``env`` gives RAY_ADDRESS."""
+    full_env = os.environ | {
         "KEDRO_DISABLE_TELEMETRY": "true",
         "RAY_USAGE_STATS_ENABLED": "0",
         "COLUMNS": "200",
     }
-    env.pop("RAY_ADDRESS", None)
+    full_env.pop("RAY_ADDRESS", None)
+    env = full_env | (env or {})
     kedro_bin = Path(sys.executable).with_name("kedro")
     return subprocess.run(
         [str(kedro_bin), "run", *args],
@@ -103,14 +107,20 @@ TRAIN_SMALL = (
 )
 
 
-def test_kedro_run_trains_tracks_and_registers_in_mlflow(tmp_path_factory):
-    """`kedro run`: every stage; one MLflow run with nested trials; a registered champion."""
+@pytest.fixture(scope="module")
+def trained_project(tmp_path_factory) -> Path:
+    """A scratch project after `kedro run` of data_gen, features and training."""
+    project = scratch_project(tmp_path_factory.mktemp("full"))
+    run = kedro(project, "--pipelines", "data_gen,features,training", "--params", TRAIN_SMALL)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return project
+
+
+def test_kedro_run_trains_tracks_and_registers_in_mlflow(trained_project):
+    """One MLflow run with nested trials, metrics, plots and a registered champion."""
     import mlflow  # noqa: PLC0415
 
-    project = scratch_project(tmp_path_factory.mktemp("full"))
-    run = kedro(project, "--params", TRAIN_SMALL)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-
+    project = trained_project
     client = mlflow.MlflowClient(f"sqlite:///{project / 'data/mlflow/mlflow.db'}")
     experiment = client.get_experiment_by_name("payments-ml")
     runs = client.search_runs([experiment.experiment_id])
@@ -128,3 +138,98 @@ def test_kedro_run_trains_tracks_and_registers_in_mlflow(tmp_path_factory):
     }
     assert str(client.get_model_version_by_alias("fraud_model", "champion").version) == "1"
     assert (project / "data/08_reporting/plots/pr_curve.png").stat().st_size > 10_000
+
+
+def test_serving_pipeline_leaves_a_scorer_that_replays_a_day_consistently(trained_project):
+    """`ray start` head, `kedro run --pipelines serving`, then the replay CLI with --check."""
+    ports = [_free_port() for _ in range(7)]
+    env = os.environ | {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    ray_bin = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen(
+        [
+            str(ray_bin),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(ports[0]),
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            str(ports[1]),
+            "--dashboard-agent-listen-port",
+            str(ports[2]),
+            "--dashboard-agent-grpc-port",
+            str(ports[3]),
+            "--metrics-export-port",
+            str(ports[4]),
+            "--runtime-env-agent-port",
+            str(ports[5]),
+            "--num-cpus",
+            "2",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        address = f"127.0.0.1:{ports[0]}"
+        serve_port = ports[6]
+        run = kedro(
+            trained_project,
+            "--pipelines",
+            "serving",
+            "--params",
+            f"serving.port={serve_port},serving.replica_cpus=0.5",
+            env={"RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled"},
+        )
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        deployment = json.loads(
+            (trained_project / "data/08_reporting/serving_deployment.json").read_text()
+        )
+        assert deployment["status"] == "ok" and deployment["model_version"] == "1"
+        replay = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "payments_ml.stream",
+                "--day",
+                "2025-05-27",
+                "--rate",
+                "200",
+                "--limit",
+                "300",
+                "--check",
+                "--url",
+                f"http://127.0.0.1:{serve_port}",
+            ],
+            check=False,
+            cwd=trained_project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert replay.returncode == 0, replay.stdout[-3000:] + replay.stderr[-3000:]
+        summary = json.loads(replay.stdout[replay.stdout.index("{") :])
+        assert summary["sent"] == summary["ok"] == 300
+        assert summary["consistency"]["compared"] == 300
+        assert summary["consistency"]["rows_with_mismatch"] == 0, summary["consistency"]
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(20)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

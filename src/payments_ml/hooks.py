@@ -10,6 +10,9 @@ from kedro.framework.hooks import hook_impl
 
 logger = logging.getLogger(__name__)
 
+# Whether this process started its Ray cluster (it ends with the run) or joined one.
+_state = {"started_locally": False}
+
 # ray.init arguments that only make sense when this process starts the cluster.
 _LOCAL_ONLY = (
     "num_cpus",
@@ -59,6 +62,7 @@ def connect_ray(config: dict[str, Any]) -> bool:
             "`ray start --head`, check RAY_ADDRESS, or use the default environment "
             "(address: null) to start a local cluster."
         ) from err
+    _state["started_locally"] = kwargs["address"] == "local"
     _configure_data(config.get("data") or {})
     resources = ray.cluster_resources()
     logger.info(
@@ -69,6 +73,11 @@ def connect_ray(config: dict[str, Any]) -> bool:
         f"http://{context.dashboard_url}" if context.dashboard_url else "off",
     )
     return True
+
+
+def cluster_outlives_run() -> bool:
+    """True when the Ray cluster was joined, not started by this process (it stays up)."""
+    return not _state["started_locally"]
 
 
 def _configure_data(settings: dict[str, Any]) -> None:

@@ -124,3 +124,16 @@ def test_redis_urls_become_feast_connection_strings():
         fs._redis_connection("rediss://:secret@cache:6380") == "cache:6380,password=secret,ssl=true"
     )
     assert fs._redis_connection("localhost:6379") == "localhost:6379"
+
+
+def test_load_day_serves_that_nights_snapshot_and_nothing_later(repo, snapshots):
+    """Entities with a row by midnight get it; those first seen later get an empty row."""
+    store, rows = repo["store"], snapshots["customer"]
+    for day in (rows["snapshot_ts"].min(), rows["snapshot_ts"].max()):  # some unseen / none
+        written = fs.load_day(store, rows, snapshots["merchant"], day)
+        assert written["customer_snapshot"] == rows["customer_id"].nunique()
+        ids = rows["customer_id"].unique()[:200]
+        online = fs.read_online(store, "customer_snapshot", "customer_id", ids)
+        known = fs.latest_rows(rows[rows["snapshot_ts"] <= day], "customer_id")
+        expected = pd.Series(ids).map(known.set_index("customer_id")["tx_count_30d"]).fillna(0)
+        np.testing.assert_array_equal(online["tx_count_30d"].to_numpy(), expected.to_numpy())

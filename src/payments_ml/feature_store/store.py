@@ -63,6 +63,25 @@ def repo_config(config: dict[str, Any]) -> RepoConfig:
     )
 
 
+def resolved(config: dict[str, Any], root: Path | None = None) -> dict[str, Any]:
+    """The configuration with every relative path made absolute (from ``root`` or cwd).
+
+    Needed before handing it to another process (a Serve replica has its own cwd).
+    """
+    base = (root or Path.cwd()).resolve()
+
+    def absolute(path: str) -> str:
+        return path if "://" in path or Path(path).is_absolute() else str(base / path)
+
+    out = {**config, "registry": absolute(config["registry"])}
+    out["sources"] = {name: absolute(path) for name, path in config["sources"].items()}
+    online = dict(config["online_store"])
+    if "path" in online:
+        online["path"] = absolute(online["path"])
+    out["online_store"] = online
+    return out
+
+
 def definitions(config: dict[str, Any]) -> dict[str, Any]:
     """Every Feast object of the project, with source paths from the configuration."""
     sources = config["sources"]
@@ -168,7 +187,7 @@ def load_day(
             empty = empty.fillna(0).astype({n: float for n in names if "rate" in n})
             empty = empty.astype({n: np.int64 for n in names if "count" in n})
         empty.insert(0, key, unseen)
-        empty["snapshot_ts"] = midnight
+        empty["snapshot_ts"] = pd.Series([midnight] * len(unseen), dtype="datetime64[ns, UTC]")
         both = pd.concat([known[[key, *names, "snapshot_ts"]], empty], ignore_index=True)
         written[view_name] = write_online(store, view, both)
     return written

@@ -156,11 +156,37 @@ def build_app(args: dict[str, Any]) -> Any:
     """The application of a Serve config: ``import_path: payments_ml.serving.app:build_app``.
 
     Args:
-        args: ``tracking_uri`` and ``model_uri`` of the model, ``feast`` (the ``feast``
-            section of conf/<env>/feast.yml), optional ``num_replicas``.
+        args: Either ``project_path`` (and ``env``, default ``base``): the tracking URI
+            and the Feast settings are read from that Kedro project's configuration,
+            as `kedro run` reads them; or ``tracking_uri`` and ``feast`` given directly.
+            Optional: ``model_uri`` (default the champion), ``num_replicas``,
+            ``replica_cpus``.
     """
+    if "project_path" in args:
+        args = {**project_settings(args["project_path"], args.get("env", "base")), **args}
     loader = MlflowModelLoader(args["tracking_uri"], args.get("model_uri", MODEL_URI))
-    return FraudScorer.options(num_replicas=args.get("num_replicas", 1)).bind(loader, args["feast"])
+    return FraudScorer.options(
+        num_replicas=args.get("num_replicas", 1),
+        ray_actor_options={"num_cpus": args.get("replica_cpus", 1)},
+    ).bind(loader, args["feast"])
+
+
+def project_settings(project_path: str, env: str = "base") -> dict[str, Any]:
+    """The tracking URI and Feast settings of a Kedro project's configuration."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from kedro.config import OmegaConfigLoader  # noqa: PLC0415
+
+    from payments_ml.feature_store.store import resolved  # noqa: PLC0415
+    from payments_ml.settings import CONFIG_LOADER_ARGS  # noqa: PLC0415
+
+    root = Path(project_path).resolve()
+    loader = OmegaConfigLoader(
+        str(root / "conf"), env=None if env == "base" else env, **CONFIG_LOADER_ARGS
+    )
+    feast = resolved(loader["parameters"]["feast"], root)
+    tracking_uri = loader["mlflow"]["server"]["mlflow_tracking_uri"]
+    return {"tracking_uri": tracking_uri, "feast": feast}
 
 
 MODEL_URI = "models:/fraud_model@champion"

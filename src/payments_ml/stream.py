@@ -1,0 +1,188 @@
+"""Replay a generated day against the scorer: ``python -m payments_ml.stream --day D``.
+
+Loads the nightly snapshot of day D into the online store (what that night's refresh
+served), then sends D's transactions in time order at ``--rate`` requests/s to
+``/score``, with a progress bar and a summary: sent, ok, errors, latency percentiles,
+decisions, frauds caught. ``--check`` compares the features the scorer used with
+training_set. ``--sample`` scores one transaction and prints the answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import requests
+
+from payments_ml.features.definitions import FEATURES
+
+logger = logging.getLogger(__name__)
+
+RAW = Path("data/01_raw/transactions")
+TRAINING_SET = Path("data/05_model_input/training_set")
+REQUEST_COLUMNS = [
+    "transaction_id",
+    "event_timestamp",
+    "customer_id",
+    "card_id",
+    "merchant_id",
+    "amount",
+]
+
+
+def day_transactions(day: str, raw: Path = RAW) -> pd.DataFrame:
+    """The day's transactions in time order (with their labels, kept for the summary)."""
+    partition = raw / f"event_date={day}"
+    if not partition.exists():
+        days = sorted(p.name.removeprefix("event_date=") for p in raw.glob("event_date=*"))
+        raise SystemExit(
+            f"no transactions for {day} under {raw}; generated days: "
+            f"{days[0] + '..' + days[-1] if days else 'none (run `make run` first)'}"
+        )
+    rows = pd.read_parquet(partition)
+    return rows.sort_values(["event_timestamp", "transaction_id"], ignore_index=True)
+
+
+def prepare_day(day: str, project_path: str = ".", env: str = "base") -> dict[str, int]:
+    """Load the nightly snapshot of ``day`` into the project's online store."""
+    from payments_ml.feature_store import store as fs  # noqa: PLC0415
+    from payments_ml.serving.app import project_settings  # noqa: PLC0415
+
+    feast = project_settings(project_path, env)["feast"]
+    store = fs.open_store(feast)
+    customers = pd.read_parquet(feast["sources"]["customer_snapshots"])
+    merchants = pd.read_parquet(feast["sources"]["merchant_snapshots"])
+    return fs.load_day(store, customers, merchants, pd.Timestamp(day, tz="UTC"))
+
+
+def replay(
+    url: str, rows: pd.DataFrame, rate: float, workers: int = 32, progress: bool = True
+) -> pd.DataFrame:
+    """POST every row to ``url``/score at ``rate`` per second; one answer row per request."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    session = requests.Session()
+    session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=workers))
+    bodies = _bodies(rows)
+    answers: list[dict[str, Any]] = [{} for _ in bodies]
+    bar = tqdm(total=len(bodies), unit="tx", disable=not progress, desc="replay")
+    lock = threading.Lock()
+    start = time.perf_counter()
+
+    def send(i: int) -> None:
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        sent = time.perf_counter()
+        try:
+            answer = session.post(f"{url}/score", json=bodies[i], timeout=30)
+            status = answer.status_code
+            body = answer.json() if status == 200 else {"error": answer.text[:300]}
+        except requests.RequestException as error:
+            status, body = 0, {"error": str(error)}
+        answers[i] = {"status": status, "latency_ms": (time.perf_counter() - sent) * 1000, **body}
+        with lock:
+            bar.update(1)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(send, range(len(bodies))))
+    bar.close()
+    return pd.DataFrame(answers)
+
+
+def summarize(rows: pd.DataFrame, answers: pd.DataFrame, seconds: float) -> dict[str, Any]:
+    """Sent, ok, errors, latency percentiles, decisions and frauds caught."""
+    ok = answers["status"] == 200
+    latency = answers.loc[ok, "latency_ms"].to_numpy()
+    decisions = answers.loc[ok, "decision"].value_counts().to_dict() if ok.any() else {}
+    flagged = ok & answers.get("decision", pd.Series(index=answers.index)).isin(
+        ["review", "decline"]
+    )
+    frauds = rows["is_fraud"].to_numpy(bool)
+    return {
+        "sent": len(answers),
+        "ok": int(ok.sum()),
+        "errors": answers.loc[~ok, "status"].value_counts().to_dict(),
+        "seconds": round(seconds, 2),
+        "rate_per_s": round(len(answers) / seconds, 1) if seconds else None,
+        "latency_ms": {
+            f"p{q}": round(float(np.percentile(latency, q)), 2) if len(latency) else None
+            for q in (50, 95, 99)
+        },
+        "decisions": decisions,
+        "frauds": int(frauds.sum()),
+        "frauds_caught": int((flagged.to_numpy() & frauds).sum()),
+    }
+
+
+def check_features(answers: pd.DataFrame, training_set: Path = TRAINING_SET) -> dict[str, Any]:
+    """Features the scorer used against training_set: mismatches per feature."""
+    ok = answers[answers["status"] == 200]
+    served = pd.DataFrame(list(ok["features_used"]), index=ok["transaction_id"])[FEATURES]
+    expected = pd.read_parquet(
+        training_set,
+        columns=["transaction_id", *FEATURES],
+        filters=[("transaction_id", "in", list(served.index))],
+    ).set_index("transaction_id")
+    expected = expected.loc[served.index, FEATURES]
+    same = np.isclose(
+        served.astype(float).to_numpy(),
+        expected.astype(float).to_numpy(),
+        rtol=1e-9,
+        equal_nan=True,
+    )
+    per_feature = {f: int(n) for f, n in zip(FEATURES, (~same).sum(axis=0)) if n}
+    return {
+        "compared": len(served),
+        "rows_with_mismatch": int((~same.all(axis=1)).sum()),
+        "mismatches_per_feature": per_feature,
+    }
+
+
+def _bodies(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    frame = rows[REQUEST_COLUMNS].copy()
+    frame["event_timestamp"] = frame["event_timestamp"].map(lambda t: t.isoformat())
+    return frame.to_dict(orient="records")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--day", help="YYYY-MM-DD, a generated day (default: the last one)")
+    parser.add_argument("--rate", type=float, default=50.0, help="requests per second")
+    parser.add_argument("--limit", type=int, help="send only the first N transactions")
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--no-prepare", action="store_true", help="keep the online store as is")
+    parser.add_argument("--check", action="store_true", help="compare features to training_set")
+    parser.add_argument("--sample", action="store_true", help="score one transaction, print it")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    day = args.day or sorted(p.name[len("event_date=") :] for p in RAW.glob("event_date=*"))[-1]
+    rows = day_transactions(day)
+    if args.sample:
+        answer = requests.post(f"{args.url}/score", json=_bodies(rows.iloc[[0]])[0], timeout=30)
+        print(json.dumps(answer.json(), indent=2))  # noqa: T201
+        return 0 if answer.ok else 1
+    if not args.no_prepare:
+        written = prepare_day(day)
+        logger.info("Online store: nightly snapshot of %s loaded (%s)", day, written)
+    rows = rows.head(args.limit) if args.limit else rows
+    start = time.perf_counter()
+    answers = replay(args.url, rows, args.rate)
+    summary = summarize(rows, answers, time.perf_counter() - start)
+    if args.check:
+        summary["consistency"] = check_features(answers)
+    print(json.dumps({"day": day, **summary}, indent=2))  # noqa: T201
+    return 0 if summary["ok"] == summary["sent"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
