@@ -1,10 +1,11 @@
 """Replay a generated day against the scorer: ``python -m payments_ml.stream --day D``.
 
 Loads the nightly snapshot of day D into the online store (what that night's refresh
-served), then sends D's transactions in time order at ``--rate`` requests/s to
-``/score``, with a progress bar and a summary: sent, ok, errors, latency percentiles,
-decisions, frauds caught. ``--check`` compares the features the scorer used with
-training_set. ``--sample`` scores one transaction and prints the answer.
+served; the latest snapshot is put back at the end), then sends D's transactions in time
+order at ``--rate`` requests/s to ``/score``, with a progress bar and a summary: sent,
+ok, errors, latency percentiles, decisions, frauds caught. ``--check`` compares the
+features the scorer used with training_set. ``--sample`` scores one transaction and
+prints the answer.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def day_transactions(day: str, raw: Path = RAW) -> pd.DataFrame:
     return rows.sort_values(["event_timestamp", "transaction_id"], ignore_index=True)
 
 
-def prepare_day(day: str, project_path: str = ".", env: str = "base") -> dict[str, int]:
-    """Load the nightly snapshot of ``day`` into the project's online store."""
+def prepare_day(day: str | None, project_path: str = ".", env: str = "base") -> dict[str, int]:
+    """Load the nightly snapshot of ``day`` (None: the latest) into the online store."""
     from payments_ml.feature_store import store as fs  # noqa: PLC0415
     from payments_ml.serving.app import project_settings  # noqa: PLC0415
 
@@ -61,7 +62,8 @@ def prepare_day(day: str, project_path: str = ".", env: str = "base") -> dict[st
     store = fs.open_store(feast)
     customers = pd.read_parquet(feast["sources"]["customer_snapshots"])
     merchants = pd.read_parquet(feast["sources"]["merchant_snapshots"])
-    return fs.load_day(store, customers, merchants, pd.Timestamp(day, tz="UTC"))
+    midnight = pd.Timestamp(day, tz="UTC") if day else customers["snapshot_ts"].max()
+    return fs.load_day(store, customers, merchants, midnight)
 
 
 def replay(
@@ -168,7 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     day = args.day or sorted(p.name[len("event_date=") :] for p in RAW.glob("event_date=*"))[-1]
     rows = day_transactions(day)
     if args.sample:
-        answer = requests.post(f"{args.url}/score", json=_bodies(rows.iloc[[0]])[0], timeout=30)
+        # The online store serves the night after the last generated day: score a
+        # transaction of that day's first customer, dated the next day at the same time.
+        sample = rows.iloc[[0]].assign(
+            transaction_id=f"sample-{rows['transaction_id'].iloc[0]}",
+            event_timestamp=rows["event_timestamp"].iloc[0] + pd.Timedelta(days=1),
+        )
+        answer = requests.post(f"{args.url}/score", json=_bodies(sample)[0], timeout=30)
         print(json.dumps(answer.json(), indent=2))  # noqa: T201
         return 0 if answer.ok else 1
     if not args.no_prepare:
@@ -180,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(rows, answers, time.perf_counter() - start)
     if args.check:
         summary["consistency"] = check_features(answers)
+    if not args.no_prepare:
+        prepare_day(None)
+        logger.info("Online store: the latest nightly snapshot is back")
     print(json.dumps({"day": day, **summary}, indent=2))  # noqa: T201
     return 0 if summary["ok"] == summary["sent"] else 1
 

@@ -2,81 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import time
-
 import numpy as np
 import pytest
 
 from tests.feature_store.conftest import assert_bad_input_writes_nothing, feast_config
+from tests.feature_store.redis_server import free_port, start_redis
 
 pytestmark = pytest.mark.slow
 
 
-def _redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    if not shutil.which("apt-get") or os.geteuid() != 0:
-        pytest.skip(
-            "redis-server is not installed and apt-get is not available to install it (needs root)"
-        )
-    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(
-        ["apt-get", "update", "-qq"], check=True, env=env, capture_output=True, timeout=300
-    )
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "redis-server"],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=300,
-    )
-    return shutil.which("redis-server") or pytest.fail(
-        "apt-get installed redis-server but it is not on PATH"
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def redis_url():
-    import redis  # noqa: PLC0415
-
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            _redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(host="127.0.0.1", port=port)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail(f"redis-server did not start on 127.0.0.1:{port}")
-            time.sleep(0.1)
+    port = free_port()
+    server = start_redis(port)
     yield f"redis://127.0.0.1:{port}/0"
     server.terminate()
     server.wait(timeout=10)
@@ -116,3 +54,10 @@ def test_materialization_node_fills_redis_and_reads_come_back(ray_session, redis
 
 def test_redis_rejects_bad_input_without_writing(redis_repo, snapshots):
     assert_bad_input_writes_nothing(redis_repo["store"], snapshots["merchant"])
+
+
+def test_customer_today_appends_are_atomic_on_redis(redis_repo):
+    from payments_ml.feature_store import store as fs  # noqa: PLC0415
+    from tests.feature_store.test_today import assert_appends_are_exact  # noqa: PLC0415
+
+    assert_appends_are_exact(redis_repo["store"], fs.open_store(redis_repo["config"]))

@@ -46,8 +46,21 @@ def test_reasons_are_the_largest_positive_contributions(model):
     reasons = model.reasons(rows, top_k=2)[0]
     assert reasons[0]["feature"] == "a" and reasons[0]["value"] == 3.0
     assert all(r["contribution"] > 0 for r in reasons)
-    contributions = model.booster.predict(model.matrix(rows), pred_contrib=True)[0]
+    contributions = model.contributions(model.matrix(rows))[0]
     assert reasons[0]["contribution"] == pytest.approx(contributions[0], abs=1e-6)
+
+
+def test_path_contributions_sum_to_the_raw_score(model):
+    """Root values + contributions = the booster's raw score, row by row."""
+    rng = np.random.default_rng(5)
+    matrix = rng.normal(size=(200, 3))
+    matrix[::7, 1] = np.nan  # missing values follow the default direction
+    contributions = model.contributions(matrix)
+    _, bias = model._paths
+    raw = model.booster.predict(matrix, raw_score=True)
+    np.testing.assert_allclose(bias + contributions.sum(axis=1), raw, rtol=1e-9, atol=1e-9)
+    # The feature that drives the label gets the most credit on average.
+    assert np.abs(contributions).mean(axis=0).argmax() == 0
 
 
 def test_save_and_load_give_the_same_model(model, tmp_path):

@@ -24,6 +24,7 @@ import json
 import logging
 import sqlite3
 import struct
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,8 +75,11 @@ class PackedSqliteOnlineStoreConfig(FeastConfigBaseModel):
 class PackedSqliteOnlineStore(OnlineStore):
     """Feast online store on SQLite with one binary record per entity."""
 
-    _conn: sqlite3.Connection | None = None
-    _conn_path: str | None = None
+    def __init__(self) -> None:
+        super().__init__()
+        self._conn: sqlite3.Connection | None = None
+        self._conn_path: str | None = None
+        self._lock = threading.RLock()  # the connection is shared by this process's threads
 
     # -- Feast's interface -------------------------------------------------------------
     def online_write_batch(
@@ -208,17 +212,18 @@ class PackedSqliteOnlineStore(OnlineStore):
         """The stored (record, event_ts) of the given serialized entity keys."""
         if not keys:
             return {}
-        conn = self._connection(config)
         name = _quote(_table_name(config, table))
         found: dict[bytes, tuple[bytes, int]] = {}
-        for start in range(0, len(keys), 900):  # below SQLite's bound-variable limit
-            chunk = keys[start : start + 900]
-            rows = conn.execute(
-                f"SELECT entity_key, record, event_ts FROM {name} "
-                f"WHERE entity_key IN ({','.join('?' * len(chunk))})",
-                chunk,
-            ).fetchall()
-            found.update((key, (record, ts)) for key, record, ts in rows)
+        with self._lock:
+            conn = self._connection(config)
+            for start in range(0, len(keys), 900):  # below SQLite's bound-variable limit
+                chunk = keys[start : start + 900]
+                rows = conn.execute(
+                    f"SELECT entity_key, record, event_ts FROM {name} "
+                    f"WHERE entity_key IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                found.update((key, (record, ts)) for key, record, ts in rows)
         return found
 
     def update_rows(
@@ -240,15 +245,26 @@ class PackedSqliteOnlineStore(OnlineStore):
         """
         if not updates:
             return 0
-        conn = self._connection(config)
         layout = _layout(table)
         ids = np.fromiter(updates, np.int64, len(updates))
         keys = _int64_entity_keys(config, join_key, ids)
+        with self._lock:
+            return self._update_locked(config, table, layout, keys, list(updates.values()))
+
+    def _update_locked(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        layout: list[tuple[str, str]],
+        keys: list[bytes],
+        updates: list[Callable],
+    ) -> int:
+        conn = self._connection(config)
         conn.execute("BEGIN IMMEDIATE")
         try:
             found = self.read_records(config, table, keys)
             written_keys, values = [], []
-            for key, update in zip(keys, updates.values(), strict=True):
+            for key, update in zip(keys, updates, strict=True):
                 old = _decode(layout, found[key][0]) if key in found else None
                 new = update(old)
                 if new is not None:
@@ -283,9 +299,8 @@ class PackedSqliteOnlineStore(OnlineStore):
         event_ns: np.ndarray,
         created_ns: np.ndarray | None,
     ) -> None:
-        conn = self._connection(config)
         created = [None] * len(keys) if created_ns is None else created_ns.tolist()
-        with conn:  # one transaction: all rows or none
+        with self._lock, self._connection(config) as conn:  # one transaction: all or none
             conn.executemany(
                 _UPSERT.format(table=_quote(_table_name(config, table))),
                 zip(keys, records, event_ns.tolist(), created, strict=True),

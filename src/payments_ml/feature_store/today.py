@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 VIEW = "customer_today"
 COLUMNS = ["day", "tx_ns", "amounts", "tx_keys"]
-_LOCK = threading.Lock()  # other stores: one writer per process (not across processes)
+_LOCK = threading.Lock()  # other stores (Feast's sqlite): one writer per process
 
 
 def transaction_key(transaction_id: str) -> int:
@@ -70,58 +70,143 @@ def today_transactions(state: dict[str, list], customer_ids: np.ndarray) -> pd.D
     )
 
 
-def append_today(store: FeatureStore, rows: pd.DataFrame) -> int:
+def append_today(
+    store: FeatureStore,
+    rows: pd.DataFrame,
+    view: FeatureView | None = None,
+    online: Any = None,
+) -> int:
     """Add scored transactions to their customers' rows; returns the customers written.
 
     Args:
         store: The feature store.
         rows: ``transaction_id``, ``customer_id``, ``event_timestamp``, ``amount``.
+        view: The ``customer_today`` view, when the caller has it resolved already.
+        online: The store's online store object, likewise.
     """
     if rows.empty:
         return 0
-    view = store.get_feature_view(VIEW)
+    view = view or store.get_feature_view(VIEW)
     ns = to_ns(rows["event_timestamp"])
-    entries = pd.DataFrame(
-        {
-            "customer_id": rows["customer_id"].to_numpy(np.int64),
-            "ns": ns,
-            "day": day_of(ns),
-            "amount": rows["amount"].to_numpy(float),
-            "key": [transaction_key(t) for t in rows["transaction_id"]],
-        }
-    ).sort_values(["customer_id", "ns"], kind="stable")
-    updates = {int(customer): _merger(group) for customer, group in entries.groupby("customer_id")}
-    online = get_online_store_from_config(store.config.online_store)
+    customers = rows["customer_id"].to_numpy(np.int64)
+    order = np.lexsort((ns, customers))
+    entries: dict[int, list[tuple[int, int, float, int]]] = {}
+    for i, day, stamp, amount, tx_id in zip(
+        customers[order].tolist(),
+        day_of(ns)[order].tolist(),
+        ns[order].tolist(),
+        rows["amount"].to_numpy(float)[order].tolist(),
+        rows["transaction_id"].to_numpy()[order],
+        strict=True,
+    ):
+        entries.setdefault(i, []).append((day, stamp, amount, transaction_key(tx_id)))
+    updates = {customer: _merger(group) for customer, group in entries.items()}
+    if online is None:  # the provider's instance: the connection the reads use
+        provider = store._get_provider()
+        online = getattr(provider, "online_store", None) or get_online_store_from_config(
+            store.config.online_store
+        )
     if isinstance(online, PackedSqliteOnlineStore):
         return online.update_rows(store.config, view, "customer_id", updates)
+    if type(online).__name__ == "RedisOnlineStore":
+        return _update_redis(store, online, updates)
     with _LOCK:
         return _update_with_feast(store, view, online, updates)
 
 
-def _merger(entries: pd.DataFrame) -> Callable[[dict[str, Any] | None], dict[str, Any] | None]:
-    """The update of one customer's row by a batch of its transactions."""
+def _merger(
+    entries: list[tuple[int, int, float, int]],
+) -> Callable[[dict[str, Any] | None], dict[str, Any] | None]:
+    """The update of one customer's row by their (day, ns, amount, key) in time order."""
 
     def merge(old: dict[str, Any] | None) -> dict[str, Any] | None:
         state = old if old is not None and old.get("day") is not None else None
+        seen = set(state["tx_keys"]) if state else set()
         changed = False
-        for day, group in entries.groupby("day", sort=True):
+        for day, stamp, amount, key in entries:
             if state is not None and state["day"] > day:
                 continue  # yesterday's transaction after midnight: the nightly batch has it
             if state is None or state["day"] < day:
                 state = {"day": int(day), "tx_ns": [], "amounts": [], "tx_keys": []}
-            seen = set(state["tx_keys"])
-            for ns, amount, key in group[["ns", "amount", "key"]].itertuples(index=False):
-                if key not in seen:
-                    state["tx_ns"].append(int(ns))
-                    state["amounts"].append(float(amount))
-                    state["tx_keys"].append(int(key))
-                    seen.add(key)
-                    changed = True
-        if not changed:
+                seen = set()
+            if key not in seen:
+                state["tx_ns"].append(stamp)
+                state["amounts"].append(amount)
+                state["tx_keys"].append(key)
+                seen.add(key)
+                changed = True
+        if not changed or state is None:
             return None
         return {**state, "event_ns": max(state["tx_ns"])}
 
     return merge
+
+
+def _update_redis(store: FeatureStore, online: Any, updates: dict[int, Callable]) -> int:
+    """Optimistic transactions (WATCH / MULTI) on Feast's Redis layout: atomic across
+    replicas; a conflicting write makes the loser re-read and retry."""
+    from feast.infra.online_stores.redis import _mmh3, _redis_key  # noqa: PLC0415
+    from google.protobuf.timestamp_pb2 import Timestamp  # noqa: PLC0415
+    from redis.exceptions import WatchError  # noqa: PLC0415
+
+    client = online._get_client(store.config.online_store)
+    fields = [_mmh3(f"{VIEW}:{name}") for name in COLUMNS]
+    written = 0
+    for customer, update in updates.items():
+        entity = EntityKeyProto(
+            join_keys=["customer_id"], entity_values=[ValueProto(int64_val=customer)]
+        )
+        key = _redis_key(
+            store.config.project, entity, store.config.entity_key_serialization_version
+        )
+        while True:
+            with client.pipeline() as pipe:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.hmget(key, fields)
+                    new = update(_from_redis(raw))
+                    if new is None:
+                        pipe.unwatch()
+                        break
+                    stamp = Timestamp()
+                    stamp.FromDatetime(datetime.fromtimestamp(new["event_ns"] / 1e9, UTC))
+                    mapping = {f"_ts:{VIEW}": stamp.SerializeToString()}
+                    for field, proto in zip(fields, _protos(new).values(), strict=True):
+                        mapping[field] = proto.SerializeToString()
+                    pipe.multi()
+                    pipe.hset(key, mapping=mapping)
+                    pipe.execute()
+                    written += 1
+                    break
+                except WatchError:
+                    continue  # another replica wrote this customer: read again
+    return written
+
+
+def _from_redis(raw: list[bytes | None]) -> dict[str, Any] | None:
+    if raw[0] is None:
+        return None
+    values = []
+    for blob in raw:
+        proto = ValueProto()
+        proto.ParseFromString(blob or b"")
+        values.append(proto)
+    day, tx_ns, amounts, keys = values
+    return {
+        "day": day.int64_val if day.HasField("int64_val") else None,
+        "tx_ns": list(tx_ns.int64_list_val.val),
+        "amounts": list(amounts.double_list_val.val),
+        "tx_keys": list(keys.int64_list_val.val),
+    }
+
+
+def _protos(state: dict[str, Any]) -> dict[str, ValueProto]:
+    return {
+        "day": ValueProto(int64_val=state["day"]),
+        "tx_ns": ValueProto(int64_list_val=Int64List(val=state["tx_ns"])),
+        "amounts": ValueProto(double_list_val=DoubleList(val=state["amounts"])),
+        "tx_keys": ValueProto(int64_list_val=Int64List(val=state["tx_keys"])),
+    }
 
 
 def _update_with_feast(
@@ -144,12 +229,7 @@ def _update_with_feast(
             }
         new = update(old)
         if new is not None:
-            protos = {
-                "day": ValueProto(int64_val=new["day"]),
-                "tx_ns": ValueProto(int64_list_val=Int64List(val=new["tx_ns"])),
-                "amounts": ValueProto(double_list_val=DoubleList(val=new["amounts"])),
-                "tx_keys": ValueProto(int64_list_val=Int64List(val=new["tx_keys"])),
-            }
+            protos = _protos(new)
             stamp = datetime.fromtimestamp(new["event_ns"] / 1e9, UTC)
             rows.append((key, protos, stamp, None))
     if rows:

@@ -45,20 +45,11 @@ def request_rows(
     customer = fw.customer_window_features(
         requests["customer_id"].to_numpy(np.int64), event_ns, snapshot, today
     )
-    merchant = pd.DataFrame(
-        {
-            name: pd.to_numeric(pd.Series(online[name], dtype=object), errors="coerce")
-            .fillna(0)
-            .to_numpy(float)
-            for name in MERCHANT_FEATURES
-        }
-    )
+    columns = {name: customer[name].to_numpy() for name in CUSTOMER_FEATURES}
+    for name in MERCHANT_FEATURES:  # snapshot-only; an unknown merchant has empty windows
+        columns[name] = np.nan_to_num(np.asarray(online[name], dtype=float), nan=0.0)
     request = fw.request_features(
-        requests["amount"].to_numpy(float),
-        event_ns,
-        customer["customer_amount_avg_30d"].to_numpy(float),
+        requests["amount"].to_numpy(float), event_ns, columns["customer_amount_avg_30d"]
     )
-    rows = pd.concat(
-        [customer[CUSTOMER_FEATURES].reset_index(drop=True), merchant, request], axis=1
-    )
-    return rows[FEATURES]
+    columns.update({name: request[name].to_numpy() for name in request.columns})
+    return pd.DataFrame({name: columns[name] for name in FEATURES})

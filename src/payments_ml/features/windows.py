@@ -141,16 +141,21 @@ def complete_snapshot(rows: pd.DataFrame) -> pd.DataFrame:
         rows: Snapshot columns (``tx_count_{w}d``, ``amount_sum_{w}d``, ``last_tx_ns``,
             ``late_tx_ns``) with nulls where the store had no row.
     """
-    out = pd.DataFrame(index=rows.index)
+    out: dict[str, Any] = {}
     for w in WINDOW_DAYS:
-        out[f"tx_count_{w}d"] = rows[f"tx_count_{w}d"].fillna(0).astype(np.int64)
-        out[f"amount_sum_{w}d"] = rows[f"amount_sum_{w}d"].astype(float).fillna(0.0)
-    out["last_tx_ns"] = rows["last_tx_ns"].fillna(_NONE).astype(np.int64)
+        counts = np.asarray(rows[f"tx_count_{w}d"].to_numpy(), dtype=float)  # None -> NaN
+        out[f"tx_count_{w}d"] = np.nan_to_num(counts, nan=0.0).astype(np.int64)
+        sums = np.asarray(rows[f"amount_sum_{w}d"].to_numpy(), dtype=float)
+        out[f"amount_sum_{w}d"] = np.nan_to_num(sums, nan=0.0)
+    # Nanosecond times do not fit a float64 exactly: convert value by value.
+    out["last_tx_ns"] = np.array(
+        [_NONE if v is None or pd.isna(v) else int(v) for v in rows["last_tx_ns"]], np.int64
+    )
     empty = np.zeros(0, np.int64)
     out["late_tx_ns"] = [
         empty if v is None or not len(v) else np.asarray(v, np.int64) for v in rows["late_tx_ns"]
     ]
-    return out.reset_index(drop=True)
+    return pd.DataFrame(out)
 
 
 def customer_window_features(

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from payments_ml.features.definitions import CUSTOMER_SNAPSHOT_FEATURES, MERCHANT_FEATURES
 from payments_ml.features.online import request_rows
 from payments_ml.training.model import FraudModel
 
@@ -54,11 +53,8 @@ class Scorer:
         self.top_reasons = top_reasons
         self.update_today = update_today
         self.timings = Timings()
-        self._names = [
-            *(f"customer_snapshot:{name}" for name in CUSTOMER_SNAPSHOT_FEATURES),
-            *(f"merchant_snapshot:{name}" for name in MERCHANT_FEATURES),
-            *(f"customer_today:{name}" for name in TODAY_FEATURES),
-        ]
+        self.snapshot_ahead = 0  # requests scored against a snapshot from their future
+        self._reader: Any = None
 
     def features(self, requests: pd.DataFrame) -> pd.DataFrame:
         """The model input of each request, from the online store and the batch itself."""
@@ -79,7 +75,23 @@ class Scorer:
         fresh = [transaction_key(t) not in stored_keys for t in requests["transaction_id"]]
         batch = requests.loc[fresh, ["customer_id", "event_timestamp", "amount"]]
         today = pd.concat([stored, batch], ignore_index=True)
+        self._warn_if_snapshot_is_ahead(requests, online)
         return request_rows(requests, online, today)
+
+    def _warn_if_snapshot_is_ahead(self, requests: pd.DataFrame, online: dict) -> None:
+        """A snapshot holding transactions after the request: a past day is being scored."""
+        from payments_ml.features.windows import to_ns  # noqa: PLC0415
+
+        last = pd.to_numeric(pd.Series(online["last_tx_ns"], dtype=object), errors="coerce")
+        ahead = int((last.to_numpy(float) > to_ns(requests["event_timestamp"])).sum())
+        if ahead:
+            self.snapshot_ahead += ahead
+            logger.warning(
+                "%d request(s) are older than their customer's online snapshot: features "
+                "are wrong for them. Replaying a past day? Load that night's snapshot first "
+                "(python -m payments_ml.stream --day YYYY-MM-DD does)",
+                ahead,
+            )
 
     def score(self, requests: pd.DataFrame) -> list[dict[str, Any]]:
         """Probability, decision, reasons and features of each request, in order."""
@@ -92,7 +104,10 @@ class Scorer:
         if self.update_today:
             self.append(requests)
         version = self.model.version
-        records = rows.to_dict(orient="records")
+        names = list(rows.columns)
+        records = [
+            dict(zip(names, values, strict=True)) for values in rows.to_numpy(float).tolist()
+        ]
         return [
             {
                 "transaction_id": tx_id,
@@ -109,16 +124,36 @@ class Scorer:
 
     def read_online(self, requests: pd.DataFrame) -> dict[str, list]:
         """The online rows of each request's customer and merchant (None: no row)."""
-        entity_rows = [
-            {"customer_id": int(c), "merchant_id": int(m)}
-            for c, m in zip(requests["customer_id"], requests["merchant_id"], strict=True)
-        ]
         try:
-            return self.store.get_online_features(
-                features=self._names, entity_rows=entity_rows
-            ).to_dict()
+            return self.reader.read(
+                {
+                    "customer_id": requests["customer_id"].to_numpy(np.int64),
+                    "merchant_id": requests["merchant_id"].to_numpy(np.int64),
+                }
+            )
         except Exception as error:
             raise StoreUnavailable(f"the online store could not be read: {error}") from error
+
+    @property
+    def reader(self) -> Any:
+        """The online reader of the three views (resolved from the registry once)."""
+        if self._reader is None:
+            from payments_ml.feature_store.reader import OnlineReader  # noqa: PLC0415
+
+            try:
+                self._reader = OnlineReader(
+                    self.store,
+                    {
+                        "customer_snapshot": "customer_id",
+                        "merchant_snapshot": "merchant_id",
+                        "customer_today": "customer_id",
+                    },
+                )
+            except Exception as error:
+                raise StoreUnavailable(
+                    f"the feature registry could not be read: {error}"
+                ) from error
+        return self._reader
 
     def append(self, requests: pd.DataFrame) -> None:
         """Add the scored transactions to their customers' running state."""
@@ -126,7 +161,9 @@ class Scorer:
 
         start = time.perf_counter()
         try:
-            append_today(self.store, requests)
+            append_today(
+                self.store, requests, self.reader.view("customer_today"), self.reader.online
+            )
         except Exception as error:
             raise StoreUnavailable(
                 f"the online store could not record the transactions: {error}"

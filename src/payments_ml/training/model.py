@@ -43,6 +43,7 @@ class FraudModel:
     defaults: dict[str, float | None]
     thresholds: dict[str, float]
     metadata: dict[str, Any] = field(default_factory=dict)
+    _paths: tuple[np.ndarray, float] | None = field(default=None, repr=False, compare=False)
 
     def matrix(self, rows: pd.DataFrame) -> np.ndarray:
         """The model input of ``rows``: missing columns and nulls take their defaults."""
@@ -51,7 +52,10 @@ class FraudModel:
             default = self.defaults.get(name)
             fill = np.nan if default is None else float(default)
             if name in rows:
-                values = pd.to_numeric(rows[name], errors="coerce").to_numpy(np.float64)
+                try:
+                    values = np.asarray(rows[name], dtype=np.float64)
+                except (TypeError, ValueError):  # None or text among the values
+                    values = pd.to_numeric(rows[name], errors="coerce").to_numpy(np.float64)
                 columns.append(np.where(np.isnan(values), fill, values))
             else:
                 columns.append(np.full(len(rows), fill))
@@ -59,7 +63,7 @@ class FraudModel:
 
     def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
         """Fraud probability of each row."""
-        return self.booster.predict(self.matrix(rows))
+        return self.booster.predict(self.matrix(rows), num_threads=_threads(len(rows)))
 
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
         """approve / review / decline from the thresholds."""
@@ -70,10 +74,27 @@ class FraudModel:
             default="approve",
         )
 
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """Per-feature contributions (log-odds) of each row: its decision paths.
+
+        Every split on a row's path through a tree moves the tree's value from the
+        node's to the child's; the change is credited to the split's feature (Saabas'
+        attribution). The contributions plus the trees' root values sum exactly to the
+        raw score. LightGBM's TreeSHAP (``pred_contrib``) costs about 8 ms per row with
+        this model on one core; this is a table lookup per tree (microseconds).
+        """
+        if self._paths is None:
+            self._paths = _path_tables(self.booster.dump_model(), len(self.features))
+        tables, _ = self._paths
+        leaves = self.booster.predict(matrix, pred_leaf=True, num_threads=_threads(len(matrix)))
+        leaves = np.asarray(leaves, np.int64).reshape(len(matrix), -1)
+        trees = np.arange(tables.shape[0])
+        return tables[trees[None, :], leaves].sum(axis=1)
+
     def reasons(self, rows: pd.DataFrame, top_k: int = 3) -> list[list[dict[str, Any]]]:
-        """The features that pushed each score up most (LightGBM contributions, log-odds)."""
+        """The features that pushed each score up most (path contributions, log-odds)."""
         matrix = self.matrix(rows)
-        contributions = self.booster.predict(matrix, pred_contrib=True)[:, :-1]
+        contributions = self.contributions(matrix)
         reasons = []
         for i, row in enumerate(contributions):
             order = np.argsort(-row)[:top_k]
@@ -168,6 +189,42 @@ def load_fraud_model(model_uri: str) -> FraudModel:
     if model_uri.startswith("models:/"):
         model.metadata["registered_version"] = _registered_version(model_uri)
     return model
+
+
+def _path_tables(dump: dict[str, Any], n_features: int) -> tuple[np.ndarray, float]:
+    """For every tree and leaf, the contribution of each feature along the leaf's path.
+
+    Returns:
+        Array (trees, max leaves, features) and the sum of the trees' root values.
+    """
+    trees = dump["tree_info"]
+    max_leaves = max(t["num_leaves"] for t in trees)
+    tables = np.zeros((len(trees), max_leaves, n_features))
+    bias = 0.0
+    for t, tree in enumerate(trees):
+        root = tree["tree_structure"]
+        if "leaf_value" in root:  # a tree without a split
+            bias += root["leaf_value"]
+            continue
+        bias += root["internal_value"]
+        stack = [(root, np.zeros(n_features))]
+        while stack:
+            node, path = stack.pop()
+            for side in ("left_child", "right_child"):
+                child = node[side]
+                value = child.get("internal_value", child.get("leaf_value"))
+                step = path.copy()
+                step[node["split_feature"]] += value - node["internal_value"]
+                if "leaf_index" in child:
+                    tables[t, child["leaf_index"]] = step
+                else:
+                    stack.append((child, step))
+    return tables, bias
+
+
+def _threads(rows: int) -> int:
+    """One thread for a few rows (OpenMP's start costs ms); LightGBM's default otherwise."""
+    return 1 if rows < 2000 else 0
 
 
 def _registered_version(model_uri: str) -> str:

@@ -1,0 +1,57 @@
+"""The serving baseline: the same Scorer behind a bare FastAPI app on uvicorn (no Ray).
+
+``python -m benchmarks.bare_app --port P --model DIR --feast CONFIG.json``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import uvicorn
+from fastapi import FastAPI
+
+from payments_ml.feature_store.store import open_store
+from payments_ml.serving.schemas import BatchRequest, BatchScore, Score, Transaction
+from payments_ml.serving.scorer import Scorer
+from payments_ml.training.model import FraudModel
+
+
+def create_app(model: FraudModel, feast: dict[str, Any]) -> FastAPI:
+    scorer = Scorer(model, open_store(feast))
+    app = FastAPI()
+
+    def score(transactions: list[Transaction]) -> list[dict[str, Any]]:
+        return scorer.score(pd.DataFrame([t.model_dump() for t in transactions]))
+
+    @app.post("/score", response_model=Score)
+    def score_one(transaction: Transaction) -> dict[str, Any]:
+        return score([transaction])[0]
+
+    @app.post("/score/batch", response_model=BatchScore)
+    def score_batch(body: BatchRequest) -> dict[str, Any]:
+        return {"results": score(body.transactions)}
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--feast", required=True)
+    args = parser.parse_args()
+    feast = json.loads(Path(args.feast).read_text())
+    app = create_app(FraudModel.load(Path(args.model)), feast)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
