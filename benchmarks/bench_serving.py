@@ -220,6 +220,9 @@ def main(quick: bool = False) -> None:
 
     from payments_ml.serving.app import FraudScorer  # noqa: PLC0415
 
+    # As `make run` serves: HAProxy ingress, direct data plane (set before Ray starts).
+    os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
     root = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     bare = None
     try:

@@ -40,6 +40,12 @@ class ScorerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.batch_size = Histogram(
+            "scorer_batch_size",
+            "Transactions scored together (requests grouped by the replica, or /score/batch)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
+            registry=self.registry,
+        )
         self._ray = _RayMetrics() if ray_metrics else None
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
@@ -50,6 +56,7 @@ class ScorerMetrics:
             self._ray.latency.observe(seconds * 1000, tags={"route": route})
 
     def observe_scores(self, decisions: list[str], store_seconds: float) -> None:
+        self.batch_size.observe(len(decisions))
         for decision in decisions:
             self.decisions.labels(decision).inc()
             if self._ray:
