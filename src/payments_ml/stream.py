@@ -78,12 +78,22 @@ def replay(
     answers: list[dict[str, Any]] = [{} for _ in bodies]
     bar = tqdm(total=len(bodies), unit="tx", disable=not progress, desc="replay")
     lock = threading.Lock()
+    # A card's next authorisation follows the answer to its previous one: a customer's
+    # request waits for their previous request's answer (as in the training order).
+    done = [threading.Event() for _ in bodies]
+    previous: dict[int, int] = {}
+    waits_for = []
+    for i, body in enumerate(bodies):
+        waits_for.append(previous.get(body["customer_id"]))
+        previous[body["customer_id"]] = i
     start = time.perf_counter()
 
     def send(i: int) -> None:
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
+        if waits_for[i] is not None:
+            done[waits_for[i]].wait(timeout=60)
         sent = time.perf_counter()
         try:
             answer = session.post(f"{url}/score", json=bodies[i], timeout=30)
@@ -92,6 +102,7 @@ def replay(
         except requests.RequestException as error:
             status, body = 0, {"error": str(error)}
         answers[i] = {"status": status, "latency_ms": (time.perf_counter() - sent) * 1000, **body}
+        done[i].set()
         with lock:
             bar.update(1)
 

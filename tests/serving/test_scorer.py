@@ -79,23 +79,3 @@ def test_an_unreachable_store_raises_store_unavailable(replay_day, small_model, 
     with pytest.raises(StoreUnavailable, match="could not be read: Connection refused"):
         scorer.score(replay_day["today"].iloc[:1])
     assert "Connection refused" in scorer.check_store()
-
-
-def test_the_deployment_in_serve_local_testing_mode(replay_day, small_model):
-    """The Serve deployment's methods without a cluster or HTTP (Serve's local mode)."""
-    from ray import serve  # noqa: PLC0415
-
-    from payments_ml.serving.app import FraudScorer  # noqa: PLC0415
-    from payments_ml.serving.schemas import BatchRequest, Transaction  # noqa: PLC0415
-
-    model = small_model
-    handle = serve.run(
-        FraudScorer.bind(lambda: model, replay_day["config"], ray_metrics=False),
-        name="local",
-        _local_testing_mode=True,
-    )
-    rows = replay_day["today"].iloc[:5]
-    body = BatchRequest(transactions=[Transaction(**r) for r in rows.to_dict(orient="records")])
-    answer = handle.score_batch.remote(body).result()
-    assert [r["transaction_id"] for r in answer["results"]] == rows["transaction_id"].tolist()
-    assert handle.health.remote().result()["status"] == "ok"

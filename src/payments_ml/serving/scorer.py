@@ -82,8 +82,8 @@ class Scorer:
         """A snapshot holding transactions after the request: a past day is being scored."""
         from payments_ml.features.windows import to_ns  # noqa: PLC0415
 
-        last = pd.to_numeric(pd.Series(online["last_tx_ns"], dtype=object), errors="coerce")
-        ahead = int((last.to_numpy(float) > to_ns(requests["event_timestamp"])).sum())
+        last = np.array([-1 if v is None else v for v in online["last_tx_ns"]], np.int64)
+        ahead = int((last > to_ns(requests["event_timestamp"])).sum())
         if ahead:
             self.snapshot_ahead += ahead
             logger.warning(
