@@ -36,19 +36,21 @@ def assert_appends_are_exact(store, other) -> None:
     """Idempotent by id, reset on a new day, no lost update under concurrent writers.
 
     ``other`` is a second store object (its own connection, as another replica has).
+    Customer ids are fresh on every call, so a store used before does not interfere.
     """
-    today.append_today(store, _rows(["a", "b"]))
-    today.append_today(store, _rows(["b", "c"]))  # "b" again: a retry
-    state = _state(store)
+    first, second = np.random.default_rng().integers(10**9, 2 * 10**9, 2).tolist()
+    today.append_today(store, _rows(["a", "b"], customer=first))
+    today.append_today(store, _rows(["b", "c"], customer=first))  # "b" again: a retry
+    state = _state(store, first)
     assert state["day"] == [NOON.value // 86_400_000_000_000]
     assert len(state["tx_ns"][0]) == 3 and state["amounts"][0] == [1.0, 2.0, 2.0]
 
-    today.append_today(store, _rows(["d"], start=NOON + pd.Timedelta(days=1)))
-    assert len(_state(store)["tx_ns"][0]) == 1  # a new day starts afresh
+    today.append_today(store, _rows(["d"], customer=first, start=NOON + pd.Timedelta(days=1)))
+    assert len(_state(store, first)["tx_ns"][0]) == 1  # a new day starts afresh
 
     def writer(prefix: str, target) -> None:
         for i in range(25):
-            today.append_today(target, _rows([f"{prefix}{i}"], customer=9))
+            today.append_today(target, _rows([f"{prefix}{i}"], customer=second))
 
     threads = [
         threading.Thread(target=writer, args=(p, s)) for p, s in (("x", store), ("y", other))
@@ -57,7 +59,7 @@ def assert_appends_are_exact(store, other) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert len(_state(store, 9)["tx_keys"][0]) == 50
+    assert len(_state(store, second)["tx_keys"][0]) == 50
 
 
 def test_packed_sqlite_appends(tmp_path, snapshots):

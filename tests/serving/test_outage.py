@@ -32,6 +32,7 @@ def test_store_outage_degrades_then_recovers(
 
     redis_port = free_port()
     server = start_redis(redis_port)
+    (tmp_path / "files").mkdir()
     repo = make_repo(tmp_path / "files", snapshots, "packed_sqlite")  # the snapshot files
     config = feast_config(
         tmp_path / "redis",
