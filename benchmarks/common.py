@@ -41,6 +41,7 @@ def start_ray(num_cpus: int | None = None) -> float:
         data_settings = yaml.safe_load(f)["ray"].get("data") or {}
     with timer() as t:
         ray.init(
+            address="local",  # a fresh cluster, even when `make run` left one running
             num_cpus=num_cpus or os.cpu_count(),
             include_dashboard=False,
             log_to_driver=False,

@@ -24,20 +24,13 @@ import numpy as np
 import pandas as pd
 import requests
 
-from payments_ml.features.definitions import FEATURES
+from payments_ml.features.definitions import FEATURES, KEY_COLUMNS
 
 logger = logging.getLogger(__name__)
 
 RAW = Path("data/01_raw/transactions")
 TRAINING_SET = Path("data/05_model_input/training_set")
-REQUEST_COLUMNS = [
-    "transaction_id",
-    "event_timestamp",
-    "customer_id",
-    "card_id",
-    "merchant_id",
-    "amount",
-]
+REQUEST_COLUMNS = KEY_COLUMNS  # the contract's columns without the labels
 
 
 def day_transactions(day: str, raw: Path = RAW) -> pd.DataFrame:
