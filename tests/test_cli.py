@@ -49,7 +49,8 @@ def kedro(project: Path, *args: str, env: dict | None = None) -> subprocess.Comp
         "RAY_USAGE_STATS_ENABLED": "0",
         "COLUMNS": "200",
     }
-    full_env.pop("RAY_ADDRESS", None)
+    for name in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        full_env.pop(name, None)  # the project's own configuration decides
     env = full_env | (env or {})
     kedro_bin = Path(sys.executable).with_name("kedro")
     return subprocess.run(
@@ -121,7 +122,8 @@ def test_kedro_run_trains_tracks_and_registers_in_mlflow(trained_project):
     import mlflow  # noqa: PLC0415
 
     project = trained_project
-    client = mlflow.MlflowClient(f"sqlite:///{project / 'data/mlflow/mlflow.db'}")
+    uri = f"sqlite:///{project / 'data/mlflow/mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = client.get_experiment_by_name("payments-ml")
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]

@@ -27,6 +27,7 @@ def test_cluster_keeps_base_settings_it_does_not_override(cluster_env):
     assert cluster_env["ray"]["ray"]["data"]["use_datasource_v2"] is False
     mlflow = cluster_env["mlflow"]
     assert mlflow["server"]["mlflow_tracking_uri"] == "http://mlflow:5000"
+    assert mlflow["server"]["mlflow_registry_uri"] == "http://mlflow:5000"
     assert mlflow["tracking"]["experiment"]["name"] == "payments-ml"
     assert mlflow["tracking"]["experiment"]["create_experiment_kwargs"]["artifact_location"] is None
 
@@ -43,3 +44,4 @@ def test_embedded_mlflow_store_is_under_the_project(monkeypatch):
     config = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS)["mlflow"]
     uri = config["server"]["mlflow_tracking_uri"]
     assert uri == f"sqlite:///{PROJECT_ROOT.as_posix()}/data/mlflow/mlflow.db"
+    assert config["server"]["mlflow_registry_uri"] == uri

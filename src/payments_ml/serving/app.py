@@ -70,9 +70,15 @@ async def _measure(request: Request, call_next: Callable) -> Response:
 class MlflowModelLoader:
     """Loads ``model_uri`` (default: the champion) from an MLflow tracking store."""
 
-    def __init__(self, tracking_uri: str, model_uri: str = "models:/fraud_model@champion"):
+    def __init__(
+        self,
+        tracking_uri: str,
+        model_uri: str = "models:/fraud_model@champion",
+        registry_uri: str | None = None,
+    ):
         self.tracking_uri = tracking_uri
         self.model_uri = model_uri
+        self.registry_uri = registry_uri or tracking_uri
 
     def __call__(self) -> FraudModel:
         import mlflow  # noqa: PLC0415
@@ -80,7 +86,7 @@ class MlflowModelLoader:
         from payments_ml.training.model import load_fraud_model  # noqa: PLC0415
 
         mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.registry_uri)
         return load_fraud_model(self.model_uri)
 
 
@@ -156,15 +162,18 @@ def build_app(args: dict[str, Any]) -> Any:
     """The application of a Serve config: ``import_path: payments_ml.serving.app:build_app``.
 
     Args:
-        args: Either ``project_path`` (and ``env``, default ``base``): the tracking URI
+        args: Either ``project_path`` (and ``env``, default ``base``): the MLflow URIs
             and the Feast settings are read from that Kedro project's configuration,
-            as `kedro run` reads them; or ``tracking_uri`` and ``feast`` given directly.
+            as `kedro run` reads them; or ``tracking_uri`` (``registry_uri``) and
+            ``feast`` given directly.
             Optional: ``model_uri`` (default the champion), ``num_replicas``,
             ``replica_cpus``.
     """
     if "project_path" in args:
         args = {**project_settings(args["project_path"], args.get("env", "base")), **args}
-    loader = MlflowModelLoader(args["tracking_uri"], args.get("model_uri", MODEL_URI))
+    loader = MlflowModelLoader(
+        args["tracking_uri"], args.get("model_uri", MODEL_URI), args.get("registry_uri")
+    )
     return FraudScorer.options(
         num_replicas=args.get("num_replicas", 1),
         ray_actor_options={"num_cpus": args.get("replica_cpus", 1)},
@@ -185,8 +194,12 @@ def project_settings(project_path: str, env: str = "base") -> dict[str, Any]:
         str(root / "conf"), env=None if env == "base" else env, **CONFIG_LOADER_ARGS
     )
     feast = resolved(loader["parameters"]["feast"], root)
-    tracking_uri = loader["mlflow"]["server"]["mlflow_tracking_uri"]
-    return {"tracking_uri": tracking_uri, "feast": feast}
+    server = loader["mlflow"]["server"]
+    return {
+        "tracking_uri": server["mlflow_tracking_uri"],
+        "registry_uri": server.get("mlflow_registry_uri") or server["mlflow_tracking_uri"],
+        "feast": feast,
+    }
 
 
 MODEL_URI = "models:/fraud_model@champion"

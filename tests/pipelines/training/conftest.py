@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import os
 from typing import Any
 
 import pandas as pd
@@ -54,10 +55,17 @@ def training_params(tmp_path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def mlflow_store(tmp_path):
-    """A temporary MLflow tracking store and registry (SQLite), restored afterwards."""
+def mlflow_store(tmp_path, monkeypatch):
+    """A temporary MLflow tracking store and registry (SQLite), restored afterwards.
+
+    mlflow.set_*_uri also export MLFLOW_*_URI to the environment, which later
+    subprocesses (the kedro CLI tests) would inherit: monkeypatch restores it.
+    """
     import mlflow  # noqa: PLC0415
 
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+        monkeypatch.delenv(name)
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)

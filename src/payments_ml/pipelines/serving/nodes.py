@@ -38,6 +38,7 @@ def deploy_scorer(
     app = build_app(
         {
             "tracking_uri": tracking_uri,
+            "registry_uri": mlflow.get_registry_uri(),
             "model_uri": serving["model_uri"],
             "feast": resolved(feast),  # the replicas run in other folders
             "num_replicas": serving["num_replicas"],
