@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -145,6 +146,7 @@ def test_kedro_run_trains_tracks_and_registers_in_mlflow(trained_project):
 def test_serving_pipeline_leaves_a_scorer_that_replays_a_day_consistently(trained_project):
     """`ray start` head, `kedro run --pipelines serving`, then the replay CLI with --check."""
     ports = [_free_port() for _ in range(7)]
+    haproxies_before = _haproxy_pids()
     env = os.environ | {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     ray_bin = Path(sys.executable).with_name("ray")
@@ -229,6 +231,17 @@ def test_serving_pipeline_leaves_a_scorer_that_replays_a_day_consistently(traine
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait(20)
+        # Serve's HAProxy runs in its own session and outlives a killed head (`ray stop`
+        # stops it, but would stop the test session's cluster too).
+        for pid in _haproxy_pids() - haproxies_before:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _haproxy_pids() -> set[int]:
+    import psutil  # noqa: PLC0415 (a Ray dependency)
+
+    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "haproxy"}
 
 
 def _free_port() -> int:
