@@ -67,3 +67,11 @@ def test_packed_sqlite_appends(tmp_path, snapshots):
 
     repo = make_repo(tmp_path, snapshots, "packed_sqlite")
     assert_appends_are_exact(repo["store"], fs.open_store(repo["config"]))
+
+
+def test_feast_sqlite_appends(tmp_path, snapshots):
+    """Feast's own SQLite store: the generic read-then-write path, one writer at a time."""
+    from tests.feature_store.conftest import make_repo  # noqa: PLC0415
+
+    repo = make_repo(tmp_path, snapshots, "sqlite")
+    assert_appends_are_exact(repo["store"], fs.open_store(repo["config"]))

@@ -186,17 +186,22 @@ def _update_redis(store: FeatureStore, online: Any, updates: dict[int, Callable]
 def _from_redis(raw: list[bytes | None]) -> dict[str, Any] | None:
     if raw[0] is None:
         return None
-    values = []
+    protos = []
     for blob in raw:
         proto = ValueProto()
         proto.ParseFromString(blob or b"")
-        values.append(proto)
-    day, tx_ns, amounts, keys = values
+        protos.append(proto)
+    return _state(dict(zip(COLUMNS, protos, strict=True)))
+
+
+def _state(values: dict[str, ValueProto]) -> dict[str, Any]:
+    """A customer_today row from its Feast protos (the inverse of `_protos`)."""
+    day = values["day"]
     return {
         "day": day.int64_val if day.HasField("int64_val") else None,
-        "tx_ns": list(tx_ns.int64_list_val.val),
-        "amounts": list(amounts.double_list_val.val),
-        "tx_keys": list(keys.int64_list_val.val),
+        "tx_ns": list(values["tx_ns"].int64_list_val.val),
+        "amounts": list(values["amounts"].double_list_val.val),
+        "tx_keys": list(values["tx_keys"].int64_list_val.val),
     }
 
 
@@ -219,15 +224,7 @@ def _update_with_feast(
     current = online.online_read(store.config, view, keys)
     rows = []
     for key, (_, values), update in zip(keys, current, updates.values(), strict=True):
-        old = None
-        if values:
-            old = {
-                "day": values["day"].int64_val if values["day"].HasField("int64_val") else None,
-                "tx_ns": list(values["tx_ns"].int64_list_val.val),
-                "amounts": list(values["amounts"].double_list_val.val),
-                "tx_keys": list(values["tx_keys"].int64_list_val.val),
-            }
-        new = update(old)
+        new = update(_state(values) if values else None)
         if new is not None:
             protos = _protos(new)
             stamp = datetime.fromtimestamp(new["event_ns"] / 1e9, UTC)
