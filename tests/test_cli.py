@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -145,7 +144,7 @@ def test_kedro_run_trains_tracks_and_registers_in_mlflow(trained_project):
 
 def test_serving_pipeline_leaves_a_scorer_that_replays_a_day_consistently(trained_project):
     """`ray start` head, `kedro run --pipelines serving`, then the replay CLI with --check."""
-    ports = [_free_port() for _ in range(7)]
+    ports = [free_port() for _ in range(7)]
     haproxies_before = _haproxy_pids()
     env = os.environ | {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
@@ -242,9 +241,3 @@ def _haproxy_pids() -> set[int]:
     import psutil  # noqa: PLC0415 (a Ray dependency)
 
     return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "haproxy"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

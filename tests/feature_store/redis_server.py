@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 
 import pytest
+
+from tests.conftest import free_port
+
+__all__ = ["free_port", "redis_server_binary", "start_redis"]
 
 
 def redis_server_binary() -> str:
@@ -34,12 +37,6 @@ def redis_server_binary() -> str:
     return shutil.which("redis-server") or pytest.fail(
         "apt-get installed redis-server but it is not on PATH"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_redis(port: int) -> subprocess.Popen:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 import requests
 
 from payments_ml.serving.schemas import MAX_BATCH
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +30,7 @@ def endpoint(ray_session, tmp_path_factory, snapshots, generated_transactions, s
     day = int(np.median(fw.day_of(fw.to_ns(tx["event_timestamp"]))))
     midnight = pd.Timestamp(day * fw.NS_DAY, tz="UTC")
     fs.load_day(repo["store"], snapshots["customer"], snapshots["merchant"], midnight)
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     model = small_model
     serve.run(

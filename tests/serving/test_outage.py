@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -46,9 +45,7 @@ def test_store_outage_degrades_then_recovers(
         store.get_feature_view("customer_snapshot"),
         fs.latest_rows(snapshots["customer"], "customer_id"),
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     model = small_model
     serve.run(
