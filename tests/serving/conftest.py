@@ -52,3 +52,25 @@ def replay_day(tmp_path, snapshots, generated_transactions) -> dict[str, Any]:  
     today = tx[days == day].sort_values("event_timestamp", kind="stable").reset_index(drop=True)
     expected = snapshots["training_set"].set_index("transaction_id").loc[today["transaction_id"]]
     return {**repo, "today": today, "expected": expected.reset_index()}
+
+
+def stop_serve(timeout_s: float = 60) -> None:
+    """Shut Serve down and wait until its controller is gone.
+
+    ``serve.shutdown`` kills the controller asynchronously; a ``serve.start`` right
+    after it can find the dying controller by name and fail with ActorDiedError.
+    """
+    import time  # noqa: PLC0415
+
+    import ray  # noqa: PLC0415
+    from ray import serve  # noqa: PLC0415
+
+    serve.shutdown()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve")
+        except ValueError:
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the Serve controller was still alive after serve.shutdown()")

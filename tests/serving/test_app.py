@@ -9,6 +9,7 @@ import requests
 
 from payments_ml.serving.schemas import MAX_BATCH
 from tests.conftest import free_port
+from tests.serving.conftest import stop_serve
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +42,7 @@ def endpoint(ray_session, tmp_path_factory, snapshots, generated_transactions, s
     url = f"http://127.0.0.1:{port}"
     rows = tx[fw.day_of(fw.to_ns(tx["event_timestamp"])) == day]
     yield {"url": url, "rows": rows.sort_values("event_timestamp").reset_index(drop=True)}
-    serve.shutdown()
+    stop_serve()
 
 
 def _body(row) -> dict:

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from tests.feature_store.redis_server import free_port, start_redis
+from tests.serving.conftest import stop_serve
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +81,6 @@ def test_store_outage_degrades_then_recovers(
         again = requests.post(f"{url}/score", json=body | {"transaction_id": "outage-2"})
         assert again.status_code == 200
     finally:
-        serve.shutdown()
+        stop_serve()
         server.terminate()
         server.wait(10)
