@@ -177,3 +177,17 @@ def test_snapshot_rows_give_the_snapshot_of_any_day_by_point_in_time_lookup(gene
         looked_up = lookup[column].fillna(0).to_numpy()
         np.testing.assert_allclose(looked_up, direct[column].to_numpy(), rtol=1e-9)
     assert len(rows) < 5 * len(daily)
+
+
+def test_request_sized_code_paths_give_the_same_bits(generated_transactions, monkeypatch):
+    """Live requests skip pandas below windows._SMALL rows: the values must not change."""
+    tx = generated_transactions.head(200).reset_index(drop=True)
+    merchants = fw.merchant_daily(tx, DELAY)
+    monkeypatch.setattr(fw, "_SMALL", 10**9)  # every call through the request-sized paths
+    fast = fw.feature_rows(tx, merchants, DELAY)
+    monkeypatch.setattr(fw, "_SMALL", -1)  # every call through pandas
+    slow = fw.feature_rows(tx, merchants, DELAY)
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+    unknown = fw._Keys(np.array([5, 9]), days=[np.array([100])])
+    monkeypatch.setattr(fw, "_SMALL", 256)
+    assert unknown(np.array([9, 7, 5]), np.array([100, 100, 100]))[1] < 0  # not in the ranking

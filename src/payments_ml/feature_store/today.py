@@ -11,12 +11,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from feast import FeatureStore, FeatureView
 from feast.infra.online_stores.helpers import get_online_store_from_config
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
@@ -39,12 +38,14 @@ def transaction_key(transaction_id: str) -> int:
     return int.from_bytes(digest, "little", signed=True)
 
 
-def today_transactions(state: dict[str, list], customer_ids: np.ndarray) -> pd.DataFrame:
-    """Transactions (customer_id, event_timestamp, amount) held in ``customer_today`` rows.
+def today_transactions(
+    state: dict[str, list], customer_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Transactions held in ``customer_today`` rows: (customer_id, int64 ns, amount).
 
     Args:
-        state: ``day``, ``tx_ns`` and ``amounts`` per customer, as get_online_features
-            returns them (None where a customer has no row).
+        state: ``tx_ns`` and ``amounts`` per customer, as the online store returns them
+            (None where a customer has no row).
         customer_ids: The customer of each state row.
     """
     customers, stamps, amounts = [], [], []
@@ -54,25 +55,13 @@ def today_transactions(state: dict[str, list], customer_ids: np.ndarray) -> pd.D
             stamps.append(np.asarray(tx_ns, np.int64))
             amounts.append(np.asarray(amount, float))
     if not customers:
-        return pd.DataFrame(
-            {
-                "customer_id": np.empty(0, np.int64),
-                "event_timestamp": pd.to_datetime(np.empty(0, np.int64), utc=True),
-                "amount": np.empty(0, float),
-            }
-        )
-    return pd.DataFrame(
-        {
-            "customer_id": np.concatenate(customers),
-            "event_timestamp": pd.to_datetime(np.concatenate(stamps), utc=True),
-            "amount": np.concatenate(amounts),
-        }
-    )
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, float)
+    return np.concatenate(customers), np.concatenate(stamps), np.concatenate(amounts)
 
 
 def append_today(
     store: FeatureStore,
-    rows: pd.DataFrame,
+    rows: Mapping[str, Any],
     view: FeatureView | None = None,
     online: Any = None,
 ) -> int:
@@ -80,23 +69,24 @@ def append_today(
 
     Args:
         store: The feature store.
-        rows: ``transaction_id``, ``customer_id``, ``event_timestamp``, ``amount``.
+        rows: ``transaction_id``, ``customer_id``, ``event_timestamp``, ``amount``
+            (a DataFrame or any mapping of columns).
         view: The ``customer_today`` view, when the caller has it resolved already.
         online: The store's online store object, likewise.
     """
-    if rows.empty:
+    if not len(rows["transaction_id"]):
         return 0
     view = view or store.get_feature_view(VIEW)
     ns = to_ns(rows["event_timestamp"])
-    customers = rows["customer_id"].to_numpy(np.int64)
+    customers = np.asarray(rows["customer_id"], np.int64)
     order = np.lexsort((ns, customers))
     entries: dict[int, list[tuple[int, int, float, int]]] = {}
     for i, day, stamp, amount, tx_id in zip(
         customers[order].tolist(),
         day_of(ns)[order].tolist(),
         ns[order].tolist(),
-        rows["amount"].to_numpy(float)[order].tolist(),
-        rows["transaction_id"].to_numpy()[order],
+        np.asarray(rows["amount"], float)[order].tolist(),
+        np.asarray(rows["transaction_id"], object)[order],
         strict=True,
     ):
         entries.setdefault(i, []).append((day, stamp, amount, transaction_key(tx_id)))

@@ -8,48 +8,44 @@ exactly the training value.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
-import pandas as pd
 
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import (
-    CUSTOMER_FEATURES,
     CUSTOMER_SNAPSHOT_FEATURES,
     FEATURES,
     MERCHANT_FEATURES,
 )
 
 
-def request_rows(
-    requests: pd.DataFrame,
-    online: dict[str, list],
-    today: pd.DataFrame,
-) -> pd.DataFrame:
-    """Every model feature of each request.
+def request_columns(
+    customer_id: np.ndarray,
+    event_ns: np.ndarray,
+    amount: np.ndarray,
+    online: Mapping[str, Sequence],
+    today: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Every model feature of each request, as arrays in FEATURES order.
 
     Args:
-        requests: ``customer_id``, ``merchant_id``, ``event_timestamp``, ``amount``.
+        customer_id: Customer of each request.
+        event_ns: Request times (int64 ns, UTC).
+        amount: Request amounts.
         online: Online values aligned with the requests: the customer snapshot columns
             and the merchant features (None where the store has no row: cold start).
         today: The customers' transactions of the day so far (stored running state and
-            the other transactions of this batch); only those strictly before each
-            request count.
+            the other transactions of this batch) as (customer_id, int64 ns, amount);
+            only those strictly before each request count.
 
     Returns:
-        FEATURES, aligned with the requests.
+        ``{feature: values}`` for every name of FEATURES, aligned with the requests.
     """
-    event_ns = fw.to_ns(requests["event_timestamp"])
-    snapshot = fw.complete_snapshot(
-        pd.DataFrame({name: online[name] for name in CUSTOMER_SNAPSHOT_FEATURES})
-    )
-    customer = fw.customer_window_features(
-        requests["customer_id"].to_numpy(np.int64), event_ns, snapshot, today
-    )
-    columns = {name: customer[name].to_numpy() for name in CUSTOMER_FEATURES}
+    event_ns = np.asarray(event_ns, np.int64)
+    snapshot = fw.complete_snapshot_columns({n: online[n] for n in CUSTOMER_SNAPSHOT_FEATURES})
+    columns = fw.customer_window_columns(customer_id, event_ns, snapshot, today)
     for name in MERCHANT_FEATURES:  # snapshot-only; an unknown merchant has empty windows
         columns[name] = np.nan_to_num(np.asarray(online[name], dtype=float), nan=0.0)
-    request = fw.request_features(
-        requests["amount"].to_numpy(float), event_ns, columns["customer_amount_avg_30d"]
-    )
-    columns.update({name: request[name].to_numpy() for name in request.columns})
-    return pd.DataFrame({name: columns[name] for name in FEATURES})
+    columns.update(fw.request_feature_columns(amount, event_ns, columns["customer_amount_avg_30d"]))
+    return {name: columns[name] for name in FEATURES}

@@ -13,6 +13,7 @@ nanoseconds since the epoch (UTC).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,10 +25,15 @@ NS_HOUR = 3_600 * 1_000_000_000
 NS_DAY = 24 * NS_HOUR
 _DAY_BITS = 21  # composite sort key: entity rank << 21 | (day - base)
 _NONE = np.iinfo(np.int64).min  # "no timestamp" in int64 columns
+# Up to this many rows, per-request code paths skip pandas (its fixed cost per call is
+# ~100 us; a live request has a handful of rows). Results are bitwise the same.
+_SMALL = 256
 
 
 def to_ns(timestamps: Any) -> np.ndarray:
     """UTC timestamps (pandas/numpy/Arrow) as int64 nanoseconds."""
+    if isinstance(timestamps, np.ndarray) and timestamps.dtype.kind == "M":  # naive = UTC
+        return timestamps.astype("datetime64[ns]").view(np.int64)
     values = pd.Series(timestamps) if not isinstance(timestamps, pd.Series) else timestamps
     # Time-zone-aware values convert to UTC instants here (50x faster than tz_convert).
     return values.to_numpy("datetime64[ns]").view(np.int64)
@@ -47,7 +53,13 @@ class _Keys:
         self.base = day_min - 2 * max(WINDOW_DAYS) - 400  # room for look-backs of the queries
 
     def __call__(self, entity: np.ndarray, day: np.ndarray) -> np.ndarray:
-        rank = pd.Index(self.entities).get_indexer(np.asarray(entity, np.int64))  # hash: any order
+        entity = np.asarray(entity, np.int64)
+        if len(entity) <= _SMALL:  # a request: a binary search beats building a hash index
+            rank = np.searchsorted(self.entities, entity)
+            known = self.entities[np.minimum(rank, len(self.entities) - 1)] == entity
+            rank = np.where(known, rank, -1)
+        else:
+            rank = pd.Index(self.entities).get_indexer(entity)  # hash: any order
         offset = np.asarray(day, np.int64) - self.base
         if len(offset) and (offset.min() < 0 or offset.max() >= 1 << _DAY_BITS):
             raise ValueError("day outside the supported range of the window keys")
@@ -140,11 +152,16 @@ def complete_snapshot(rows: pd.DataFrame) -> pd.DataFrame:
         rows: Snapshot columns (``tx_count_{w}d``, ``amount_sum_{w}d``, ``last_tx_ns``,
             ``late_tx_ns``) with nulls where the store had no row.
     """
+    return pd.DataFrame(complete_snapshot_columns(rows))
+
+
+def complete_snapshot_columns(rows: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`complete_snapshot` as a dict of arrays (``rows``: any mapping of columns)."""
     out: dict[str, Any] = {}
     for w in WINDOW_DAYS:
-        counts = np.asarray(rows[f"tx_count_{w}d"].to_numpy(), dtype=float)  # None -> NaN
+        counts = np.asarray(_values(rows[f"tx_count_{w}d"]), dtype=float)  # None -> NaN
         out[f"tx_count_{w}d"] = np.nan_to_num(counts, nan=0.0).astype(np.int64)
-        sums = np.asarray(rows[f"amount_sum_{w}d"].to_numpy(), dtype=float)
+        sums = np.asarray(_values(rows[f"amount_sum_{w}d"]), dtype=float)
         out[f"amount_sum_{w}d"] = np.nan_to_num(sums, nan=0.0)
     # Nanosecond times do not fit a float64 exactly: convert value by value.
     out["last_tx_ns"] = np.array(
@@ -154,7 +171,11 @@ def complete_snapshot(rows: pd.DataFrame) -> pd.DataFrame:
     out["late_tx_ns"] = [
         empty if v is None or not len(v) else np.asarray(v, np.int64) for v in rows["late_tx_ns"]
     ]
-    return pd.DataFrame(out)
+    return out
+
+
+def _values(column: Any) -> Any:
+    return column.to_numpy() if isinstance(column, pd.Series) else column
 
 
 def customer_window_features(
@@ -176,11 +197,33 @@ def customer_window_features(
     Returns:
         The customer features of DESIGN.md, aligned with the requests.
     """
+    return pd.DataFrame(
+        customer_window_columns(
+            customer_id,
+            event_ns,
+            snapshot,
+            (
+                today["customer_id"].to_numpy(np.int64),
+                to_ns(today["event_timestamp"]),
+                today["amount"].to_numpy(float),
+            ),
+        )
+    )
+
+
+def customer_window_columns(
+    customer_id: np.ndarray,
+    event_ns: np.ndarray,
+    snapshot: Mapping[str, Any],
+    today: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """:func:`customer_window_features` on arrays: today's transactions as three arrays
+    (customer, int64 ns, amount), the snapshot as any mapping of columns, a dict out."""
     customer_id, event_ns = np.asarray(customer_id, np.int64), np.asarray(event_ns, np.int64)
     n = len(customer_id)
-    t_cust = today["customer_id"].to_numpy(np.int64)
-    t_ns = to_ns(today["event_timestamp"])
-    t_amount = today["amount"].to_numpy(float)
+    t_cust, t_ns, t_amount = (
+        np.asarray(a, d) for a, d in zip(today, (np.int64, np.int64, float), strict=True)
+    )
     day = day_of(event_ns)
     keys = _Keys(customer_id, t_cust, days=[day, day_of(t_ns)])
     # One sorted stream of events per (customer, day): transactions, requests, and markers
@@ -212,20 +255,20 @@ def customer_window_features(
 
     out: dict[str, Any] = {}
     for w in WINDOW_DAYS:
-        count = snapshot[f"tx_count_{w}d"].to_numpy(np.int64) + today_count
-        total = snapshot[f"amount_sum_{w}d"].to_numpy(float) + today_sum
+        count = np.asarray(_values(snapshot[f"tx_count_{w}d"]), np.int64) + today_count
+        total = np.asarray(_values(snapshot[f"amount_sum_{w}d"]), float) + today_sum
         out[f"customer_tx_count_{w}d"] = count
         out[f"customer_amount_avg_{w}d"] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         out[f"customer_amount_sum_{w}d"] = total
     out["customer_tx_count_1h"] = hour_count + _late_in_window(snapshot["late_tx_ns"], event_ns)
-    last = np.maximum(today_last, snapshot["last_tx_ns"].to_numpy(np.int64))
+    last = np.maximum(today_last, np.asarray(_values(snapshot["last_tx_ns"]), np.int64))
     out["seconds_since_last_customer_tx"] = np.where(last == _NONE, np.nan, (event_ns - last) / 1e9)
-    return pd.DataFrame(out)
+    return out
 
 
-def _late_in_window(late: pd.Series, event_ns: np.ndarray) -> np.ndarray:
+def _late_in_window(late: Any, event_ns: np.ndarray) -> np.ndarray:
     """Yesterday's last-hour transactions inside each request's [t - 1 h, t)."""
-    lengths = late.map(len).to_numpy(np.int64)
+    lengths = np.fromiter((len(v) for v in late), np.int64, len(event_ns))
     if not lengths.sum():
         return np.zeros(len(event_ns), np.int64)
     values = np.concatenate([np.asarray(v, np.int64) for v in late if len(v)])
@@ -359,18 +402,23 @@ def request_features(
     amount: np.ndarray, event_ns: np.ndarray, amount_avg_30d: np.ndarray
 ) -> pd.DataFrame:
     """Features known from the request alone (and the customer's 30-day average)."""
+    return pd.DataFrame(request_feature_columns(amount, event_ns, amount_avg_30d))
+
+
+def request_feature_columns(
+    amount: np.ndarray, event_ns: np.ndarray, amount_avg_30d: np.ndarray
+) -> dict[str, np.ndarray]:
+    """:func:`request_features` as a dict of arrays."""
     seconds_of_day = (np.asarray(event_ns, np.int64) % NS_DAY) // 1_000_000_000
     hour = (seconds_of_day // 3600).astype(np.int64)
     weekday = (day_of(np.asarray(event_ns, np.int64)) + 3) % 7  # 1970-01-01 was a Thursday
     avg = np.asarray(amount_avg_30d, float)
-    return pd.DataFrame(
-        {
-            "amount_to_customer_avg_30d": np.asarray(amount, float) / avg,
-            "hour_of_day": hour,
-            "is_weekend": weekday >= 5,
-            "is_night": (hour >= NIGHT_HOURS.start) & (hour < NIGHT_HOURS.stop),
-        }
-    )
+    return {
+        "amount_to_customer_avg_30d": np.asarray(amount, float) / avg,
+        "hour_of_day": hour,
+        "is_weekend": weekday >= 5,
+        "is_night": (hour >= NIGHT_HOURS.start) & (hour < NIGHT_HOURS.stop),
+    }
 
 
 def _sorted_days(
@@ -416,7 +464,19 @@ def _group_starts(*sorted_keys: np.ndarray) -> np.ndarray:
 
 def _prefix_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Exclusive running sums of ``values`` that restart at each group (rows sorted by group)."""
-    inclusive = pd.Series(values).groupby(groups, sort=False).cumsum().to_numpy()
+    if len(values) <= _SMALL:  # pandas' Kahan-compensated group cumsum, step for step
+        inclusive = np.empty(len(values))
+        starts = set(_group_starts(groups).tolist())
+        total = compensation = 0.0
+        for i, value in enumerate(values.tolist()):
+            if i in starts:
+                total = compensation = 0.0
+            y = value - compensation
+            t = total + y
+            compensation = t - total - y
+            total = inclusive[i] = t
+    else:
+        inclusive = pd.Series(values).groupby(groups, sort=False).cumsum().to_numpy()
     return inclusive - values
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import Counter as PromCounter
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -18,7 +20,7 @@ class ScorerMetrics:
 
     def __init__(self, ray_metrics: bool = True) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
+        self.requests = PromCounter(
             "scorer_requests_total", "HTTP requests", ["route", "status"], registry=self.registry
         )
         self.latency = Histogram(
@@ -28,7 +30,7 @@ class ScorerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.decisions = Counter(
+        self.decisions = PromCounter(
             "scorer_decisions_total",
             "Scored transactions by decision",
             ["decision"],
@@ -57,10 +59,10 @@ class ScorerMetrics:
 
     def observe_scores(self, decisions: list[str], store_seconds: float) -> None:
         self.batch_size.observe(len(decisions))
-        for decision in decisions:
-            self.decisions.labels(decision).inc()
+        for decision, count in Counter(decisions).items():  # one update per decision kind
+            self.decisions.labels(decision).inc(count)
             if self._ray:
-                self._ray.decisions.inc(tags={"decision": decision})
+                self._ray.decisions.inc(count, tags={"decision": decision})
         self.store_latency.observe(store_seconds)
         if self._ray:
             self._ray.store_latency.observe(store_seconds * 1000)

@@ -6,15 +6,16 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from payments_ml.features.online import request_rows
+from payments_ml.features.online import request_columns
+from payments_ml.features.windows import to_ns
 from payments_ml.training.model import FraudModel
 
 logger = logging.getLogger(__name__)
@@ -56,34 +57,37 @@ class Scorer:
         self.snapshot_ahead = 0  # requests scored against a snapshot from their future
         self._reader: Any = None
 
-    def features(self, requests: pd.DataFrame) -> pd.DataFrame:
+    def features(self, requests: pd.DataFrame | Mapping[str, Any]) -> dict[str, np.ndarray]:
         """The model input of each request, from the online store and the batch itself."""
         from payments_ml.feature_store.today import (  # noqa: PLC0415 (Feast imports slowly)
             today_transactions,
             transaction_key,
         )
 
+        batch = request_arrays(requests)
         start = time.perf_counter()
-        online = self.read_online(requests)
+        online = self.read_online(batch)
         self.timings.feature_store = time.perf_counter() - start
-        customers = requests["customer_id"].to_numpy(np.int64)
+        customers = batch["customer_id"]
         # A customer's stored row comes once per request of theirs: read it once.
-        first = ~pd.Series(customers).duplicated().to_numpy()
-        state = {name: [v for v, f in zip(online[name], first) if f] for name in TODAY_FEATURES}
+        first = _first_occurrences(customers)
+        state = {name: [online[name][i] for i in first] for name in TODAY_FEATURES}
         stored = today_transactions(state, customers[first])
         stored_keys = {k for keys in state["tx_keys"] if keys for k in keys}
-        fresh = [transaction_key(t) not in stored_keys for t in requests["transaction_id"]]
-        batch = requests.loc[fresh, ["customer_id", "event_timestamp", "amount"]]
-        today = pd.concat([stored, batch], ignore_index=True)
-        self._warn_if_snapshot_is_ahead(requests, online)
-        return request_rows(requests, online, today)
+        fresh = np.array(
+            [transaction_key(t) not in stored_keys for t in batch["transaction_id"]], bool
+        )
+        today = tuple(
+            np.concatenate([kept, batch[name][fresh]])
+            for kept, name in zip(stored, ("customer_id", "event_ns", "amount"), strict=True)
+        )
+        self._warn_if_snapshot_is_ahead(batch["event_ns"], online)
+        return request_columns(customers, batch["event_ns"], batch["amount"], online, today)
 
-    def _warn_if_snapshot_is_ahead(self, requests: pd.DataFrame, online: dict) -> None:
+    def _warn_if_snapshot_is_ahead(self, event_ns: np.ndarray, online: dict) -> None:
         """A snapshot holding transactions after the request: a past day is being scored."""
-        from payments_ml.features.windows import to_ns  # noqa: PLC0415
-
         last = np.array([-1 if v is None else v for v in online["last_tx_ns"]], np.int64)
-        ahead = int((last > to_ns(requests["event_timestamp"])).sum())
+        ahead = int((last > event_ns).sum())
         if ahead:
             self.snapshot_ahead += ahead
             logger.warning(
@@ -93,21 +97,29 @@ class Scorer:
                 ahead,
             )
 
-    def score(self, requests: pd.DataFrame) -> list[dict[str, Any]]:
-        """Probability, decision, reasons and features of each request, in order."""
-        rows = self.features(requests)
+    def score(self, requests: pd.DataFrame | Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Probability, decision, reasons and features of each request, in order.
+
+        Args:
+            requests: ``transaction_id``, ``event_timestamp``, ``customer_id``,
+                ``card_id``, ``merchant_id``, ``amount``: a DataFrame or a mapping of
+                columns (lists or arrays; timestamps UTC).
+        """
+        batch = request_arrays(requests)
+        features = self.features(batch)
         start = time.perf_counter()
-        probability = self.model.predict_proba(rows)
+        matrix = self.model.matrix(features)
+        probability = self.model.predict_matrix(matrix)
         decisions = self.model.decide(probability)
-        reasons = self.model.reasons(rows, self.top_reasons)
+        reasons = self.model.explain(matrix, self.top_reasons)
         self.timings.model = time.perf_counter() - start
         if self.update_today:
-            self.append(requests)
+            self.append(batch)
+        self.last = {"batch": batch, "features": features, "probability": probability}
         version = self.model.version
-        names = list(rows.columns)
-        records = [
-            dict(zip(names, values, strict=True)) for values in rows.to_numpy(float).tolist()
-        ]
+        names = list(features)
+        used = np.column_stack([features[n] for n in names]).astype(float)
+        used = np.where(np.isnan(used), None, used).tolist()
         return [
             {
                 "transaction_id": tx_id,
@@ -115,20 +127,20 @@ class Scorer:
                 "decision": str(d),
                 "model_version": version,
                 "reasons": r,
-                "features_used": {k: _plain(v) for k, v in used.items()},
+                "features_used": dict(zip(names, values, strict=True)),
             }
-            for tx_id, p, d, r, used in zip(
-                requests["transaction_id"], probability, decisions, reasons, records, strict=True
+            for tx_id, p, d, r, values in zip(
+                batch["transaction_id"], probability, decisions, reasons, used, strict=True
             )
         ]
 
-    def read_online(self, requests: pd.DataFrame) -> dict[str, list]:
+    def read_online(self, requests: Mapping[str, Any]) -> dict[str, list]:
         """The online rows of each request's customer and merchant (None: no row)."""
         try:
             return self.reader.read(
                 {
-                    "customer_id": requests["customer_id"].to_numpy(np.int64),
-                    "merchant_id": requests["merchant_id"].to_numpy(np.int64),
+                    "customer_id": np.asarray(requests["customer_id"], np.int64),
+                    "merchant_id": np.asarray(requests["merchant_id"], np.int64),
                 }
             )
         except Exception as error:
@@ -155,7 +167,7 @@ class Scorer:
                 ) from error
         return self._reader
 
-    def append(self, requests: pd.DataFrame) -> None:
+    def append(self, requests: Mapping[str, Any]) -> None:
         """Add the scored transactions to their customers' running state."""
         from payments_ml.feature_store.today import append_today  # noqa: PLC0415
 
@@ -172,7 +184,7 @@ class Scorer:
 
     def check_store(self) -> str | None:
         """None when the online store answers a read, else the error."""
-        probe = pd.DataFrame({"customer_id": [0], "merchant_id": [0]})
+        probe = {"customer_id": [0], "merchant_id": [0]}
         try:
             self.read_online(probe)
         except StoreUnavailable as error:
@@ -180,9 +192,35 @@ class Scorer:
         return None
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+def request_arrays(requests: pd.DataFrame | Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The request columns as arrays, with ``event_ns`` (int64 ns UTC) added.
+
+    Args:
+        requests: A DataFrame, or a mapping of columns where ``event_timestamp`` holds
+            UTC datetimes (what the API's pydantic models give).
+    """
+    if isinstance(requests, dict) and "event_ns" in requests:
+        return requests  # already converted
+    stamps = requests["event_timestamp"]
+    if not isinstance(stamps, pd.Series | np.ndarray):
+        # Aware datetimes in UTC -> naive datetime64 (numpy treats naive as UTC).
+        stamps = np.array([s.replace(tzinfo=None) for s in stamps], "datetime64[us]")
+    batch = {
+        "transaction_id": np.asarray(requests["transaction_id"], object),
+        "customer_id": np.asarray(requests["customer_id"], np.int64),
+        "merchant_id": np.asarray(requests["merchant_id"], np.int64),
+        "amount": np.asarray(requests["amount"], float),
+        "event_ns": to_ns(stamps),
+    }
+    if "card_id" in requests:
+        batch["card_id"] = np.asarray(requests["card_id"], np.int64)
+    batch["event_timestamp"] = batch["event_ns"].view("datetime64[ns]")
+    return batch
+
+
+def _first_occurrences(values: np.ndarray) -> np.ndarray:
+    """Positions of the first occurrence of each value, in input order."""
+    if len(values) == 1:
+        return np.zeros(1, np.int64)
+    _, first = np.unique(values, return_index=True)
+    return np.sort(first)

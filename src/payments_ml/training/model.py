@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,10 @@ class FraudModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     _paths: tuple[np.ndarray, float] | None = field(default=None, repr=False, compare=False)
 
-    def matrix(self, rows: pd.DataFrame) -> np.ndarray:
-        """The model input of ``rows``: missing columns and nulls take their defaults."""
+    def matrix(self, rows: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """The model input of ``rows`` (a DataFrame or a mapping of columns): missing
+        columns and nulls take their defaults."""
+        n_rows = len(rows) if isinstance(rows, pd.DataFrame) else _length(rows)
         columns = []
         for name in self.features:
             default = self.defaults.get(name)
@@ -58,12 +61,16 @@ class FraudModel:
                     values = pd.to_numeric(rows[name], errors="coerce").to_numpy(np.float64)
                 columns.append(np.where(np.isnan(values), fill, values))
             else:
-                columns.append(np.full(len(rows), fill))
-        return np.column_stack(columns) if columns else np.empty((len(rows), 0))
+                columns.append(np.full(n_rows, fill))
+        return np.column_stack(columns) if columns else np.empty((n_rows, 0))
 
-    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, rows: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         """Fraud probability of each row."""
-        return self.booster.predict(self.matrix(rows), num_threads=_threads(len(rows)))
+        return self.predict_matrix(self.matrix(rows))
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Fraud probability of each row of a :meth:`matrix`."""
+        return self.booster.predict(matrix, num_threads=_threads(len(matrix)))
 
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
         """approve / review / decline from the thresholds."""
@@ -91,9 +98,14 @@ class FraudModel:
         trees = np.arange(tables.shape[0])
         return tables[trees[None, :], leaves].sum(axis=1)
 
-    def reasons(self, rows: pd.DataFrame, top_k: int = 3) -> list[list[dict[str, Any]]]:
+    def reasons(
+        self, rows: pd.DataFrame | Mapping[str, Any], top_k: int = 3
+    ) -> list[list[dict[str, Any]]]:
         """The features that pushed each score up most (path contributions, log-odds)."""
-        matrix = self.matrix(rows)
+        return self.explain(self.matrix(rows), top_k)
+
+    def explain(self, matrix: np.ndarray, top_k: int = 3) -> list[list[dict[str, Any]]]:
+        """:meth:`reasons` of the rows of a :meth:`matrix`."""
         contributions = self.contributions(matrix)
         reasons = []
         for i, row in enumerate(contributions):
@@ -220,6 +232,10 @@ def _path_tables(dump: dict[str, Any], n_features: int) -> tuple[np.ndarray, flo
                 else:
                     stack.append((child, step))
     return tables, bias
+
+
+def _length(columns: Mapping[str, Any]) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
 
 
 def _threads(rows: int) -> int:
