@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import uvicorn
 from fastapi import FastAPI
 
@@ -22,10 +21,11 @@ from payments_ml.training.model import FraudModel
 
 def create_app(model: FraudModel, feast: dict[str, Any]) -> FastAPI:
     scorer = Scorer(model, open_store(feast))
+    fields = list(Transaction.model_fields)
     app = FastAPI()
 
     def score(transactions: list[Transaction]) -> list[dict[str, Any]]:
-        return scorer.score(pd.DataFrame([t.model_dump() for t in transactions]))
+        return scorer.score({n: [getattr(t, n) for t in transactions] for n in fields})
 
     @app.post("/score", response_model=Score)
     def score_one(transaction: Transaction) -> dict[str, Any]:

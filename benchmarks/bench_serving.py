@@ -233,7 +233,7 @@ def main(quick: bool = False) -> None:
         model = world["model"]
         serve.run(
             FraudScorer.options(ray_actor_options={"num_cpus": 1}).bind(
-                lambda: model, world["feast"]
+                lambda: model, world["feast"], score_log={"path": str(root / "scored")}
             ),
             name="bench",
             route_prefix="/",

@@ -7,6 +7,7 @@ import time
 import pytest
 import requests
 
+from payments_ml.monitoring.alerts import append_alerts
 from payments_ml.serving.schemas import MAX_BATCH
 from tests.conftest import free_port
 from tests.serving.conftest import stop_serve
@@ -34,15 +35,41 @@ def endpoint(ray_session, tmp_path_factory, snapshots, generated_transactions, s
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     model = small_model
+    logged = tmp_path_factory.mktemp("scored") / "scored_transactions"
+    alerts = logged.parent / "alerts.jsonl"
+    append_alerts(alerts, [_alert("run-1", "critical", "row_count")])  # an older run
+    append_alerts(alerts, [_alert("run-2", "info", "psi"), _alert("run-2", "warning", "null_rate")])
     serve.run(
-        FraudScorer.bind(lambda: model, repo["config"], ray_metrics=False),
+        FraudScorer.bind(
+            lambda: model,
+            repo["config"],
+            ray_metrics=False,
+            score_log={"path": str(logged), "flush_seconds": 0.3},
+            alerts_path=str(alerts),
+        ),
         name="scorer-test",
         route_prefix="/",
     )
     url = f"http://127.0.0.1:{port}"
     rows = tx[fw.day_of(fw.to_ns(tx["event_timestamp"])) == day]
-    yield {"url": url, "rows": rows.sort_values("event_timestamp").reset_index(drop=True)}
+    yield {
+        "url": url,
+        "rows": rows.sort_values("event_timestamp").reset_index(drop=True),
+        "logged": logged,
+    }
     stop_serve()
+
+
+def _alert(run_id: str, severity: str, metric: str) -> dict:
+    return {
+        "severity": severity,
+        "timestamp": "2025-06-29T06:30:00Z",
+        "metric": metric,
+        "value": 0.3,
+        "threshold": 0.1,
+        "run_id": run_id,
+        "day": "2025-06-28",
+    }
 
 
 def _body(row) -> dict:
@@ -135,3 +162,51 @@ def test_health_and_metrics(endpoint):
     assert 'scorer_requests_total{route="/score",status="200"}' in text
     assert "scorer_request_latency_seconds_bucket" in text
     assert "scorer_decisions_total" in text and "scorer_feature_store_latency_seconds" in text
+
+
+def test_scored_transactions_are_logged_with_their_features(endpoint):
+    """The scorer's Parquet log (monitoring's input) holds each answer and its features."""
+    import pyarrow.dataset as ds  # noqa: PLC0415
+
+    bodies = [
+        _body(r) | {"transaction_id": f"log-{i}"}
+        for i, (_, r) in enumerate(endpoint["rows"].iloc[20:25].iterrows())
+    ]
+    answers = requests.post(
+        f"{endpoint['url']}/score/batch", json={"transactions": bodies}, timeout=30
+    ).json()["results"]
+    deadline = time.monotonic() + 15
+    logged = None
+    while time.monotonic() < deadline:
+        if endpoint["logged"].exists():
+            table = ds.dataset(endpoint["logged"], partitioning="hive").to_table().to_pandas()
+            logged = table[table["transaction_id"].str.startswith("log-")]
+            if len(logged) == len(bodies):
+                break
+        time.sleep(0.2)
+    assert logged is not None and len(logged) == len(bodies)
+    logged = logged.set_index("transaction_id")
+    for answer in answers:
+        row = logged.loc[answer["transaction_id"]]
+        assert row["fraud_probability"] == answer["fraud_probability"]
+        assert row["decision"] == answer["decision"] and row["model_version"] == "7"
+        for name, value in answer["features_used"].items():
+            assert (value is None and row[name] != row[name]) or row[name] == value, name
+    assert logged["event_date"].nunique() == 1
+
+
+def test_dashboard_serves_live_figures_and_the_latest_runs_alerts(endpoint):
+    url = endpoint["url"]
+    page = requests.get(f"{url}/dashboard", timeout=30)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="tx-rate"' in page.text and "setInterval(refresh" in page.text
+    for i in range(3):
+        requests.post(f"{url}/score", json=_body(endpoint["rows"].iloc[30 + i]), timeout=30)
+    data = requests.get(f"{url}/dashboard/data", timeout=30).json()
+    live = data["live"]
+    assert live["total_scored"] >= 3 and live["transactions_per_s"] > 0
+    assert sum(live["decisions"].values()) >= 3 and live["latency_ms"]["p50"] > 0
+    assert 0 <= live["expected_fraud_rate"] <= 1 and len(live["series"]["t"]) == 120
+    assert data["online_store_ok"] is True and data["model_version"] == "7"
+    # Active: the warnings and criticals of the latest monitoring run only.
+    assert [(a["run_id"], a["metric"]) for a in data["alerts"]] == [("run-2", "null_rate")]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import struct
 import threading
@@ -271,13 +272,12 @@ class PackedSqliteOnlineStore(OnlineStore):
                     written_keys.append(key)
                     values.append(new)
             if values:
-                frame = pd.DataFrame(values)
                 conn.executemany(
                     _UPSERT.format(table=_quote(_table_name(config, table))),
                     zip(
                         written_keys,
-                        _encode(layout, frame),
-                        frame["event_ns"].astype(np.int64).tolist(),
+                        [_encode_row(layout, v) for v in values],
+                        [int(v["event_ns"]) for v in values],
                         [None] * len(values),
                         strict=True,
                     ),
@@ -368,6 +368,26 @@ def _encode(layout: list[tuple[str, str]], rows: pd.DataFrame) -> list[bytes]:
         starts, ends = offsets[:-1].tolist(), offsets[1:].tolist()
         records = [r + data[s:e] for r, s, e in zip(records, starts, ends, strict=True)]
     return records
+
+
+def _encode_row(layout: list[tuple[str, str]], row: dict[str, Any]) -> bytes:
+    """:func:`_encode` of one row given as a dict (read-modify-write updates: no pandas)."""
+    mask, slots, fixed, tails = 0, [], [], []
+    for j, (name, kind) in enumerate(layout):
+        value = row.get(name)
+        if kind.endswith("[]"):
+            values = [] if value is None else list(value)
+            code = "d" if kind == "float64[]" else "q"
+            mask |= (value is None) << j
+            slots.append("q")
+            fixed.append(len(values))
+            tails.append(struct.pack(f"<{len(values)}{code}", *values))
+            continue
+        missing = value is None or (isinstance(value, float) and math.isnan(value))
+        mask |= missing << j
+        slots.append("d" if kind == "float64" else "q")
+        fixed.append(0 if missing else value)
+    return struct.pack(f"<Q{''.join(slots)}", mask, *fixed) + b"".join(tails)
 
 
 def _decode(layout: list[tuple[str, str]], record: bytes) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def deploy_scorer(
 
     from payments_ml.feature_store.store import resolved  # noqa: PLC0415
     from payments_ml.hooks import cluster_outlives_run  # noqa: PLC0415
-    from payments_ml.serving.app import build_app  # noqa: PLC0415
+    from payments_ml.serving.app import absolute_path, build_app  # noqa: PLC0415
 
     if not cluster_outlives_run():
         raise RuntimeError(
@@ -43,6 +44,8 @@ def deploy_scorer(
             "feast": resolved(feast),  # the replicas run in other folders
             "num_replicas": serving["num_replicas"],
             "replica_cpus": serving["replica_cpus"],
+            "score_log": serving.get("score_log"),
+            "alerts_path": absolute_path(serving.get("alerts_path"), Path.cwd()),
         }
     )
     serve.start(http_options={"host": serving["host"], "port": serving["port"]})

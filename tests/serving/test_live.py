@@ -1,0 +1,103 @@
+"""The dashboard's live figures and the scorer's Parquet log, without HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+
+from payments_ml.serving.live import LiveStats
+from payments_ml.serving.score_log import ScoreLog
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_live_stats_summarise_the_last_minute_and_chart_ten():
+    clock = _Clock(1_000_000.0)
+    stats = LiveStats(horizon_s=600, clock=clock)
+    clock.now += 300  # running for 5 minutes
+    for second in range(120):  # two minutes of traffic: 2 requests of 1 and 3 ms per second
+        clock.now += 1
+        stats.observe_request(0.001, ok=True)
+        stats.observe_request(0.003, ok=second % 60 != 0)
+        stats.observe_scores(["approve", "decline"], [0.1, 0.9])
+    summary = stats.summary(window_s=60, step_s=5)
+    assert summary["transactions_per_s"] == 2.0 and summary["requests_per_s"] == 2.0
+    assert summary["decisions"] == {"approve": 60, "review": 0, "decline": 60}
+    assert summary["expected_fraud_rate"] == 0.5
+    assert summary["errors"] == 1 and summary["total_scored"] == 240
+    assert summary["latency_ms"]["p50"] == 2.0 and 2.8 < summary["latency_ms"]["p95"] <= 3.0
+    series = summary["series"]
+    assert len(series["t"]) == 120 and series["t"][-1] <= clock.now
+    assert series["tx_per_s"][-24:] == [2.0] * 24  # the last two minutes
+    assert series["tx_per_s"][:24] == [0.0] * 24 and series["p50_ms"][0] is None
+    clock.now += 1000  # quiet for longer than the horizon: nothing left
+    quiet = stats.summary()
+    assert quiet["transactions_per_s"] == 0 and quiet["latency_ms"]["p50"] is None
+    assert quiet["total_scored"] == 240
+
+
+def _batch(ids: list[str], days: list[str]) -> tuple[dict, dict]:
+    ns = pd.to_datetime(days, utc=True).as_unit("ns").asi8 + 3_600_000_000_000
+    batch = {
+        "transaction_id": np.array(ids, object),
+        "customer_id": np.arange(len(ids), dtype=np.int64),
+        "card_id": np.arange(len(ids), dtype=np.int64) + 100,
+        "merchant_id": np.full(len(ids), 7, np.int64),
+        "amount": np.linspace(1, 2, len(ids)),
+        "event_ns": ns,
+    }
+    features = {
+        "customer_tx_count_1d": np.arange(len(ids), dtype=float),
+        "hour_of_day": np.ones(len(ids)),
+    }
+    return batch, features
+
+
+def test_score_log_writes_partitions_by_day_and_keeps_rows_when_a_write_fails(tmp_path):
+    log = ScoreLog(str(tmp_path / "scored"), flush_seconds=3600)
+    batch, features = _batch(["a", "b", "c"], ["2025-06-10", "2025-06-10", "2025-06-11"])
+    log.add(
+        batch, features, np.array([0.1, 0.5, 0.9]), np.array(["approve", "review", "decline"]), "3"
+    )
+    assert log.flush() == 3 and log.flush() == 0
+    days = sorted(p.name for p in (tmp_path / "scored").iterdir())
+    assert days == ["event_date=2025-06-10", "event_date=2025-06-11"]
+    table = ds.dataset(tmp_path / "scored", partitioning="hive").to_table().to_pandas()
+    table = table.sort_values("transaction_id", ignore_index=True)
+    assert table["transaction_id"].tolist() == ["a", "b", "c"]
+    assert table["decision"].tolist() == ["approve", "review", "decline"]
+    assert table["model_version"].eq("3").all() and table["card_id"].tolist() == [100, 101, 102]
+    assert str(table["event_timestamp"].dt.tz) == "UTC" and table["scored_at"].notna().all()
+    assert table["customer_tx_count_1d"].tolist() == [0.0, 1.0, 2.0]
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the log's folder should be")
+    failing = ScoreLog(str(blocked), flush_seconds=3600)
+    failing.add(*_batch(["d"], ["2025-06-12"]), np.array([0.2]), np.array(["approve"]), "3")
+    assert failing.flush() == 0 and failing._buffered == 1  # kept for the next attempt
+    blocked.unlink()
+    assert failing.flush() == 1 and failing.written == 1
+    failing.close()
+    log.close()
+
+
+def test_score_log_flushes_in_the_background_and_on_close(tmp_path):
+    log = ScoreLog(str(tmp_path / "scored"), flush_seconds=0.2)
+    log.add(*_batch(["a"], ["2025-06-10"]), np.array([0.1]), np.array(["approve"]), "1")
+    deadline = time.monotonic() + 5
+    while log.written < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.written == 1
+    log.add(*_batch(["b"], ["2025-06-10"]), np.array([0.1]), np.array(["approve"]), "1")
+    log.close()
+    assert log.written == 2
+    assert len(ds.dataset(tmp_path / "scored", partitioning="hive").to_table()) == 2
