@@ -21,6 +21,13 @@ os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
 os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start installing missing Debian packages (redis-server, chromium) in the background."""
+    from tests.system_packages import start_installing  # noqa: PLC0415
+
+    start_installing()
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:

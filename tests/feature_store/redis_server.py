@@ -2,41 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 
 import pytest
 
 from tests.conftest import free_port
+from tests.system_packages import require
 
 __all__ = ["free_port", "redis_server_binary", "start_redis"]
 
 
 def redis_server_binary() -> str:
-    """redis-server's path; installs the Debian package when missing, else skips."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    if not shutil.which("apt-get") or os.geteuid() != 0:
-        pytest.skip(
-            "redis-server is not installed and apt-get is not available to install it (needs root)"
-        )
-    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(
-        ["apt-get", "update", "-qq"], check=True, env=env, capture_output=True, timeout=300
-    )
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "redis-server"],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=300,
-    )
-    return shutil.which("redis-server") or pytest.fail(
-        "apt-get installed redis-server but it is not on PATH"
-    )
+    """redis-server's path (installed with apt-get by the session when missing)."""
+    return require("redis-server")
 
 
 def start_redis(port: int) -> subprocess.Popen:

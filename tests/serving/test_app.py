@@ -210,3 +210,64 @@ def test_dashboard_serves_live_figures_and_the_latest_runs_alerts(endpoint):
     assert data["online_store_ok"] is True and data["model_version"] == "7"
     # Active: the warnings and criticals of the latest monitoring run only.
     assert [(a["run_id"], a["metric"]) for a in data["alerts"]] == [("run-2", "null_rate")]
+
+
+def test_dashboard_in_headless_chromium_moves_while_a_replay_runs(endpoint, tmp_path):
+    """The analysts' page, in a real browser: numbers change and the charts are drawn."""
+    import threading  # noqa: PLC0415
+
+    from selenium import webdriver  # noqa: PLC0415
+    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
+    from selenium.webdriver.common.by import By  # noqa: PLC0415
+    from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
+
+    from tests.system_packages import require  # noqa: PLC0415
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = require("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
+        options.add_argument(flag)
+    url, rows = endpoint["url"], endpoint["rows"]
+    stop = threading.Event()
+
+    def replay() -> None:  # the day's transactions, about 20 per second, until stopped
+        with requests.Session() as session:
+            for i in range(len(rows) * 10):
+                if stop.is_set():
+                    return
+                body = _body(rows.iloc[i % len(rows)]) | {"transaction_id": f"ui-{i}"}
+                session.post(f"{url}/score", json=body, timeout=30)
+                time.sleep(0.05)
+
+    sender = threading.Thread(target=replay, daemon=True)
+    sender.start()
+    browser = webdriver.Chrome(options=options, service=Service(require("chromedriver")))
+    try:
+        browser.get(f"{url}/dashboard")
+        wait = WebDriverWait(browser, 30)
+
+        def text(name: str) -> str:
+            return browser.find_element(By.ID, name).text
+
+        wait.until(lambda _: text("total") not in ("–", "0"))
+        first = {name: text(name) for name in ("total", "last-update", "tx-rate", "p50")}
+        wait.until(lambda _: text("last-update") != first["last-update"])  # the 5 s refresh
+        wait.until(
+            lambda _: int(text("total").replace(",", "")) > int(first["total"].replace(",", ""))
+        )
+        assert float(text("tx-rate")) > 0 and text("p50").endswith(" ms")
+        assert text("alert-count") == "1" and "null_rate" in text("alerts")
+        assert text("status") == "live"
+        drawn = browser.execute_script(
+            "const c = document.getElementById(arguments[0]);"
+            "const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            "let n = 0; for (let i = 3; i < px.length; i += 4) n += px[i] > 0; return n;",
+            "chart-rate",
+        )
+        assert drawn > 500  # axes, labels and the throughput line
+        shot = tmp_path / "dashboard.png"
+        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
+    finally:
+        stop.set()
+        browser.quit()
+        sender.join(timeout=30)

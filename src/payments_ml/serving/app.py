@@ -163,7 +163,7 @@ class FraudScorer:
         """Score one transaction (requests arriving together are scored as one batch)."""
         return await self._score_together(transaction)
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.001)
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)  # no wait: batches form under load
     async def _score_together(self, transactions: list[Transaction]) -> list[dict[str, Any]]:
         return self._score(transactions)
 
