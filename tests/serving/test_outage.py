@@ -32,55 +32,59 @@ def test_store_outage_degrades_then_recovers(
 
     redis_port = free_port()
     server = start_redis(redis_port)
-    (tmp_path / "files").mkdir()
-    repo = make_repo(tmp_path / "files", snapshots, "packed_sqlite")  # the snapshot files
-    config = feast_config(
-        tmp_path / "redis",
-        {"type": "redis", "connection_string": f"redis://127.0.0.1:{redis_port}/0"},
-    )
-    config["sources"] = repo["config"]["sources"]
-    store = fs.open_store(config)
-    store.apply(list(fs.definitions(config).values()))
-    fs.write_online(
-        store,
-        store.get_feature_view("customer_snapshot"),
-        fs.latest_rows(snapshots["customer"], "customer_id"),
-    )
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    model = small_model
-    serve.run(
-        FraudScorer.bind(lambda: model, config, ray_metrics=False), name="outage", route_prefix="/"
-    )
-    url = f"http://127.0.0.1:{port}"
-    row = generated_transactions.iloc[0]
-    body = {
-        "transaction_id": "outage-1",
-        "event_timestamp": row["event_timestamp"].isoformat(),
-        "customer_id": int(row["customer_id"]),
-        "card_id": int(row["card_id"]),
-        "merchant_id": int(row["merchant_id"]),
-        "amount": 12.5,
-    }
-    try:
-        assert requests.post(f"{url}/score", json=body, timeout=30).status_code == 200
-        assert requests.get(f"{url}/health", timeout=30).json()["status"] == "ok"
+    try:  # the server stops whatever happens from here on
+        (tmp_path / "files").mkdir()
+        repo = make_repo(tmp_path / "files", snapshots, "packed_sqlite")  # the snapshot files
+        config = feast_config(
+            tmp_path / "redis",
+            {"type": "redis", "connection_string": f"redis://127.0.0.1:{redis_port}/0"},
+        )
+        config["sources"] = repo["config"]["sources"]
+        store = fs.open_store(config)
+        store.apply(list(fs.definitions(config).values()))
+        fs.write_online(
+            store,
+            store.get_feature_view("customer_snapshot"),
+            fs.latest_rows(snapshots["customer"], "customer_id"),
+        )
+        try:
+            port = free_port()
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+            model = small_model
+            serve.run(
+                FraudScorer.bind(lambda: model, config, ray_metrics=False),
+                name="outage",
+                route_prefix="/",
+            )
+            url = f"http://127.0.0.1:{port}"
+            row = generated_transactions.iloc[0]
+            body = {
+                "transaction_id": "outage-1",
+                "event_timestamp": row["event_timestamp"].isoformat(),
+                "customer_id": int(row["customer_id"]),
+                "card_id": int(row["card_id"]),
+                "merchant_id": int(row["merchant_id"]),
+                "amount": 12.5,
+            }
+            assert requests.post(f"{url}/score", json=body, timeout=30).status_code == 200
+            assert requests.get(f"{url}/health", timeout=30).json()["status"] == "ok"
 
-        server.terminate()
-        server.wait(10)
-        down = requests.post(f"{url}/score", json=body, timeout=60)
-        assert down.status_code == 503
-        assert "online store could not be read" in down.json()["detail"]
-        assert "resumes by itself" in down.json()["detail"]
-        health = requests.get(f"{url}/health", timeout=60)
-        assert health.status_code == 200 and health.json()["status"] == "degraded"
-        assert health.json()["online_store"]["ok"] is False
+            server.terminate()
+            server.wait(10)
+            down = requests.post(f"{url}/score", json=body, timeout=60)
+            assert down.status_code == 503
+            assert "online store could not be read" in down.json()["detail"]
+            assert "resumes by itself" in down.json()["detail"]
+            health = requests.get(f"{url}/health", timeout=60)
+            assert health.status_code == 200 and health.json()["status"] == "degraded"
+            assert health.json()["online_store"]["ok"] is False
 
-        server = start_redis(redis_port)  # back, empty: scores go on with cold-start values
-        _wait_for(lambda: requests.get(f"{url}/health", timeout=30).json()["status"] == "ok")
-        again = requests.post(f"{url}/score", json=body | {"transaction_id": "outage-2"})
-        assert again.status_code == 200
+            server = start_redis(redis_port)  # back, empty: scores go on with cold-start values
+            _wait_for(lambda: requests.get(f"{url}/health", timeout=30).json()["status"] == "ok")
+            again = requests.post(f"{url}/score", json=body | {"transaction_id": "outage-2"})
+            assert again.status_code == 200
+        finally:
+            stop_serve()
     finally:
-        stop_serve()
         server.terminate()
         server.wait(10)
