@@ -1,0 +1,487 @@
+"""Nodes of the ingest pipeline: an external transactions file onto the contract, on Ray.
+
+The source is read by Ray Data and mapped block by block (:func:`map_table`). Uniqueness
+of ``transaction_id`` spans the whole file, so the mapped rows are hash-partitioned by
+transaction id before the pandera contract checks them; the valid rows are then grouped
+by day (one Parquet file per day, rows in time order, the same on every re-run).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+
+from payments_ml.contracts import QUARANTINE_REASON, contract_reasons
+from payments_ml.pipelines.ingest.mapping import (
+    CONTRACT_COLUMNS,
+    SOURCE_RECORD,
+    IngestPlan,
+    map_table,
+    plan_ingest,
+    source_files,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["derive_catalogues", "entity_stats", "ingest_transactions", "plan_ingest", "summarize"]
+
+# Among rows sharing a transaction_id the first in this order stays valid: the earliest.
+_VALID_ORDER = [
+    ("event_timestamp", "ascending"),
+    ("transaction_id", "ascending"),
+    ("amount", "ascending"),
+    ("customer_id", "ascending"),
+    ("card_id", "ascending"),
+    ("merchant_id", "ascending"),
+]
+_QUARANTINE_ORDER = [
+    ("event_date", "ascending"),
+    ("event_timestamp", "ascending"),
+    ("transaction_id", "ascending"),
+    (QUARANTINE_REASON, "ascending"),
+    (SOURCE_RECORD, "ascending"),
+]
+_EARLY_DAY = "1990-01-01"  # data before this usually means a wrong timestamp unit or origin
+_ENTITY_KEYS = {
+    "customers": ["customer_id"],
+    "cards": ["card_id", "customer_id"],  # a card's customer is decided across blocks
+    "merchants": ["merchant_id"],
+}
+
+
+def ingest_transactions(
+    plan: IngestPlan,
+) -> tuple[ray.data.Dataset, ray.data.Dataset, dict[str, Any], dict[str, pd.DataFrame]]:
+    """Read the source, map it onto the contract and split valid from quarantined rows.
+
+    Every source row ends up in exactly one output: a row that fails the mapping or a
+    contract check goes to the quarantine with each failed check named in
+    ``quarantine_reason``; of rows sharing a ``transaction_id`` the earliest stays valid.
+
+    Args:
+        plan: From :func:`plan_ingest`.
+
+    Returns:
+        ``(valid, quarantine, summary, stats)``: the valid rows (one block per group of
+        whole days, in time order), the quarantined rows (one block), the counts, and
+        the :func:`entity_stats` of the valid rows for :func:`derive_catalogues`.
+
+    Raises:
+        RuntimeError: When valid + quarantined differs from the rows read.
+    """
+    start = time.perf_counter()
+    source = _read_source(plan)
+    # Batches of batch_rows: the reader's small blocks (about 1 MB of CSV) bundled, so the
+    # shuffle below moves a few large pieces instead of hundreds of small ones.
+    mapped_rows = source.map_batches(
+        map_table, batch_format="pyarrow", batch_size=plan.batch_rows, fn_kwargs={"plan": plan}
+    ).materialize()
+    rows_read = mapped_rows.count()  # from the blocks' metadata
+    mapped = mapped_rows.to_arrow_refs()
+    read_seconds = time.perf_counter() - start
+    logger.info(
+        "Read and mapped %d rows of %s in %d block(s) in %.1f s",
+        rows_read,
+        plan.path,
+        len(mapped),
+        read_seconds,
+    )
+
+    partitions = plan.partitions or 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+    schema = plan.arrow_schema()
+    pieces = _shuffle(mapped, _split_by_transaction, partitions)
+    check = _check_partition.options(num_returns=3, name="ingest_check_contract")
+    valid_refs, quarantine_refs, count_refs = zip(
+        *(check.remote(schema, *part) for part in pieces), strict=True
+    )
+    counts = ray.get(list(count_refs))
+    summary = summarize(counts, plan)
+    if summary["rows"] != rows_read:
+        raise RuntimeError(
+            f"ingest lost rows: read {rows_read}, valid + quarantined = {summary['rows']}"
+        )
+
+    buckets = _day_buckets(counts, partitions)
+    by_day = _shuffle(list(valid_refs), _split_by_day, partitions, buckets)
+    concat = _concat_sorted.options(name="ingest_concat_sorted")
+    valid_blocks = [concat.remote(schema, _VALID_ORDER, True, *part) for part in by_day]
+    quarantine_block = concat.remote(schema, _QUARANTINE_ORDER, False, *quarantine_refs)
+    # The catalogues' figures, per block while the rows are in memory: no second read.
+    block_stats = ray.get([_block_stats.remote(block, plan) for block in valid_blocks])
+    stats = {
+        name: pd.concat([b[name] for b in block_stats], ignore_index=True) for name in _ENTITY_KEYS
+    }
+    _log_summary(summary, time.perf_counter() - start)
+    return (
+        ray.data.from_arrow_refs(valid_blocks),
+        ray.data.from_arrow_refs([quarantine_block]),
+        summary,
+        stats,
+    )
+
+
+def summarize(counts: list[dict[str, Any]], plan: IngestPlan) -> dict[str, Any]:
+    """Figures of an ingest from the partitions' counts; the same on every re-run.
+
+    ``quarantine_by_check`` counts rows per failed check: a row failing two checks
+    counts under both, so the counts add up to at least ``quarantined``.
+    """
+    by_day: dict[str, int] = {}
+    by_check: dict[str, int] = {}
+    for part in counts:
+        for day, n in part["valid_by_day"].items():
+            by_day[day] = by_day.get(day, 0) + n
+        for reason, n in part["reasons"].items():
+            for check in reason.split("; "):
+                by_check[check] = by_check.get(check, 0) + n
+    valid = sum(by_day.values())
+    quarantined = sum(p["quarantined"] for p in counts)
+    frauds = sum(p["frauds"] for p in counts)
+    days = sorted(by_day)
+    label = plan.columns.get("label_available_at")
+    return {
+        "source": plan.path,
+        "format": plan.format,
+        "rows": valid + quarantined,
+        "valid": valid,
+        "quarantined": quarantined,
+        "quarantine_by_check": dict(sorted(by_check.items())),
+        "days": len(days),
+        "first_day": days[0] if days else None,
+        "last_day": days[-1] if days else None,
+        "frauds": frauds,
+        "fraud_rate": frauds / valid if valid else 0.0,
+        "label_available_at": (
+            f"source column {label!r} (missing: event_timestamp + {plan.label_delay_days:g} days)"
+            if label
+            else f"event_timestamp + {plan.label_delay_days:g} days"
+        ),
+    }
+
+
+def entity_stats(transactions: pd.DataFrame, plan: IngestPlan) -> dict[str, pd.DataFrame]:
+    """Per customer, card (with its customer) and merchant of some valid transactions:
+    first and last time, count, amount sum, and the catalogue attributes at the first time.
+
+    Stats of disjoint sets of transactions combine into those of their union
+    (:func:`derive_catalogues`): each Ray block of the ingest computes its own.
+    """
+    ordered = transactions.sort_values("event_timestamp", kind="stable")
+    attrs = _attributes(plan)
+    return {name: _partials(ordered, keys, attrs[name]) for name, keys in _ENTITY_KEYS.items()}
+
+
+def derive_catalogues(
+    stats: dict[str, pd.DataFrame], plan: IngestPlan
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Customer, card and merchant catalogues derived from the valid transactions.
+
+    Each entity gets its first and last transaction time, transaction count and amounts,
+    plus the carried columns ``ingest.catalogues`` names (and ``source_<id>`` for hashed
+    ids), as of the entity's first transaction. A card belongs to the customer of its
+    first transaction; the card a customer uses most is their primary one.
+
+    Args:
+        stats: :func:`entity_stats` of the blocks of valid transactions, concatenated.
+        plan: From :func:`plan_ingest`.
+
+    Returns:
+        ``(customers, cards, merchants)``, sorted by id.
+    """
+    attrs = _attributes(plan)
+    return _catalogues(stats["customers"], stats["cards"], stats["merchants"], attrs)
+
+
+# -- reading and mapping ------------------------------------------------------------------
+
+
+def _read_source(plan: IngestPlan) -> ray.data.Dataset:
+    filesystem = plan.filesystem()
+    paths = source_files(plan) or [plan.path]
+    if filesystem is not None:
+        paths = [p.split("://", 1)[-1] for p in paths]
+    if plan.format == "csv":
+        return ray.data.read_csv(paths, filesystem=filesystem, **plan.csv_options())
+    source = ray.data.read_parquet(paths, filesystem=filesystem)
+    return source.select_columns(plan.source_columns)  # pushed down into the reader
+
+
+def _shuffle(
+    blocks: list[ray.ObjectRef], split: Any, partitions: int, *args: Any
+) -> list[list[ray.ObjectRef]]:
+    """Pieces of every block per partition: ``result[p]`` lists partition p's pieces."""
+    task = split.options(num_returns=partitions)
+    pieces = [task.remote(block, partitions, *args) for block in blocks]
+    if partitions == 1:
+        pieces = [[piece] for piece in pieces]
+    return [[p[i] for p in pieces] for i in range(partitions)]
+
+
+def _take_groups(table: pa.Table, group: np.ndarray, partitions: int) -> tuple[pa.Table, ...]:
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(partitions + 1))
+    return tuple(table.take(order[bounds[i] : bounds[i + 1]]) for i in range(partitions))
+
+
+@ray.remote
+def _split_by_transaction(table: pa.Table, partitions: int) -> Any:
+    """Split by transaction id hash: every copy of an id lands in the same partition."""
+    ids = table["transaction_id"].to_numpy(zero_copy_only=False).astype(object)
+    group = (pd.util.hash_array(ids) % np.uint64(partitions)).astype(np.int64)
+    pieces = _take_groups(table, group, partitions)
+    return pieces if partitions > 1 else pieces[0]
+
+
+@ray.remote
+def _split_by_day(table: pa.Table, partitions: int, buckets: dict[str, int]) -> Any:
+    """Split by day into contiguous groups of whole days (one file per day when written)."""
+    codes, days = pd.factorize(table["event_date"].to_numpy(zero_copy_only=False))
+    lookup = np.array([buckets[d] for d in days] + [0], dtype=np.int64)
+    pieces = _take_groups(table, lookup[codes], partitions)
+    return pieces if partitions > 1 else pieces[0]
+
+
+@ray.remote
+def _check_partition(schema: pa.Schema, *pieces: pa.Table) -> tuple[pa.Table, pa.Table, dict]:
+    """Contract check of one partition: (valid rows, quarantined rows, counts)."""
+    table = pa.concat_tables(pieces) if pieces else schema.empty_table()
+    mapped = pc.is_null(table[QUARANTINE_REASON])
+    failed = table.filter(pc.invert(mapped))
+    good = _keepers_first(table.filter(mapped))
+    frame = good.select([*CONTRACT_COLUMNS, "event_date"]).to_pandas()
+    reasons = contract_reasons(frame)
+    bad = reasons.notna().to_numpy()
+    valid = good.filter(pa.array(~bad)).drop_columns([QUARANTINE_REASON, SOURCE_RECORD])
+    rejected = good.filter(pa.array(bad))
+    rejected = rejected.set_column(
+        rejected.schema.get_field_index(QUARANTINE_REASON),
+        QUARANTINE_REASON,
+        pa.array(reasons[bad].tolist(), pa.string()),
+    )
+    quarantine = pa.concat_tables([failed, rejected])
+    days = pc.value_counts(valid["event_date"]).to_pylist()
+    reason_counts = pc.value_counts(quarantine[QUARANTINE_REASON]).to_pylist()
+    counts = {
+        "valid_by_day": {d["values"]: d["counts"] for d in days},
+        "quarantined": quarantine.num_rows,
+        "reasons": {r["values"]: r["counts"] for r in reason_counts},
+        "frauds": int(pc.sum(valid["is_fraud"]).as_py() or 0),
+    }
+    return valid, quarantine, counts
+
+
+def _keepers_first(table: pa.Table) -> pa.Table:
+    """Rows whose transaction_id repeats, moved to the end in :data:`_VALID_ORDER`.
+
+    The contract keeps the first of duplicates: the earliest then, whatever the order
+    the blocks arrived in. Other rows keep their order (sorting all is 10x slower).
+    """
+    ids = table["transaction_id"]
+    counts = pc.value_counts(ids)
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    if not len(repeated):
+        return table
+    dup = pc.is_in(ids, value_set=repeated)
+    return pa.concat_tables([table.filter(pc.invert(dup)), table.filter(dup).sort_by(_VALID_ORDER)])
+
+
+def _day_buckets(counts: list[dict[str, Any]], partitions: int) -> dict[str, int]:
+    """Day -> output block: contiguous runs of whole days of about equal row counts."""
+    by_day: dict[str, int] = {}
+    for part in counts:
+        for day, n in part["valid_by_day"].items():
+            by_day[day] = by_day.get(day, 0) + n
+    total = max(sum(by_day.values()), 1)
+    buckets, before = {}, 0
+    for day in sorted(by_day):
+        buckets[day] = min(partitions - 1, before * partitions // total)
+        before += by_day[day]
+    return buckets
+
+
+@ray.remote
+def _concat_sorted(
+    schema: pa.Schema, order: list[tuple[str, str]], valid: bool, *tables: pa.Table
+) -> pa.Table:
+    if not tables:
+        table = schema.empty_table()
+        return table.drop_columns([QUARANTINE_REASON, SOURCE_RECORD]) if valid else table
+    return pa.concat_tables(tables).sort_by(order)
+
+
+def _log_summary(summary: dict[str, Any], seconds: float) -> None:
+    logger.info(
+        "Ingested %d rows in %.1f s (%.0f rows/s): %d valid over %d day(s) (%s .. %s), "
+        "%d quarantined, fraud rate %.3f%%",
+        summary["rows"],
+        seconds,
+        summary["rows"] / max(seconds, 1e-9),
+        summary["valid"],
+        summary["days"],
+        summary["first_day"],
+        summary["last_day"],
+        summary["quarantined"],
+        100 * summary["fraud_rate"],
+    )
+    for check, n in summary["quarantine_by_check"].items():
+        logger.info("  quarantined %d row(s): %s", n, check)
+    if summary["rows"] and summary["valid"] == 0:
+        logger.warning(
+            "No row of %s met the contract: check ingest.columns and ingest.timestamp "
+            "(data/08_reporting/ingest_summary.json counts the failed checks)",
+            summary["source"],
+        )
+    elif summary["first_day"] and summary["first_day"] < _EARLY_DAY:
+        logger.warning(
+            "Transactions start on %s: check ingest.timestamp.unit and origin",
+            summary["first_day"],
+        )
+
+
+# -- entity catalogues -------------------------------------------------------------------
+
+
+def _attributes(plan: IngestPlan) -> dict[str, list[str]]:
+    """Columns each catalogue takes from its entity's first transaction."""
+    attrs = {}
+    for name, keys in _ENTITY_KEYS.items():
+        source_id = [f"source_{keys[0]}"] if keys[0] in plan.hashed_ids else []
+        attrs[name] = list(dict.fromkeys([*source_id, *plan.catalogues.get(name, ())]))
+    return attrs
+
+
+@ray.remote
+def _block_stats(table: pa.Table, plan: IngestPlan) -> dict[str, pd.DataFrame]:
+    columns = ["event_timestamp", "customer_id", "card_id", "merchant_id", "amount"]
+    columns += sorted({a for group in _attributes(plan).values() for a in group})
+    return entity_stats(table.select(columns).to_pandas(), plan)
+
+
+def _partials(ordered: pd.DataFrame, keys: list[str], attrs: list[str]) -> pd.DataFrame:
+    """Per key: first/last time, count, amount sum and the attributes at the first time.
+
+    Args:
+        ordered: Transactions in time order.
+        keys: The entity's key columns.
+        attrs: Columns to take from the entity's first transaction.
+    """
+    stats = ordered.groupby(keys, sort=False).agg(
+        first_seen=("event_timestamp", "min"),
+        last_seen=("event_timestamp", "max"),
+        n_transactions=("amount", "size"),
+        amount_sum=("amount", "sum"),
+    )
+    first = ordered.drop_duplicates(keys).set_index(keys)[attrs]
+    return stats.join(first).reset_index()
+
+
+def _combine(partials: pd.DataFrame, keys: list[str], attrs: list[str]) -> pd.DataFrame:
+    ordered = partials.sort_values("first_seen", kind="stable")
+    stats = ordered.groupby(keys, sort=True).agg(
+        first_seen=("first_seen", "min"),
+        last_seen=("last_seen", "max"),
+        n_transactions=("n_transactions", "sum"),
+        amount_sum=("amount_sum", "sum"),
+    )
+    first = ordered.drop_duplicates(keys).set_index(keys)[attrs]
+    return stats.join(first).reset_index()
+
+
+def _catalogues(
+    customers: pd.DataFrame,
+    cards: pd.DataFrame,
+    merchants: pd.DataFrame,
+    attrs: dict[str, list[str]],
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    customers = _combine(customers, ["customer_id"], attrs["customers"])
+    pairs = _combine(cards, ["card_id", "customer_id"], attrs["cards"])
+    merchants = _combine(merchants, ["merchant_id"], attrs["merchants"])
+
+    # A card belongs to the customer of its first transaction; its figures count them all.
+    shared = pairs["card_id"].duplicated(keep=False)
+    if shared.any():
+        logger.warning(
+            "%d card_id(s) appear with more than one customer_id; each card is given to "
+            "the customer of its first transaction",
+            pairs.loc[shared, "card_id"].nunique(),
+        )
+    owner = pairs.sort_values("first_seen", kind="stable").drop_duplicates("card_id")
+    totals = pairs.groupby("card_id").agg(
+        first_seen=("first_seen", "min"),
+        last_seen=("last_seen", "max"),
+        n_transactions=("n_transactions", "sum"),
+    )
+    cards = (
+        owner[["card_id", "customer_id", *attrs["cards"]]]
+        .set_index("card_id")
+        .join(totals)
+        .reset_index()
+        .sort_values("card_id", ignore_index=True)
+    )
+    busiest = cards.sort_values(
+        ["customer_id", "n_transactions", "card_id"], ascending=[True, False, True]
+    ).drop_duplicates("customer_id")
+    cards["is_primary"] = cards["card_id"].isin(busiest["card_id"])
+    cards = cards[
+        [
+            "card_id",
+            "customer_id",
+            "first_seen",
+            "last_seen",
+            "n_transactions",
+            "is_primary",
+            *attrs["cards"],
+        ]
+    ]
+
+    n_cards = cards.groupby("customer_id").size()
+    days = (
+        customers["last_seen"].dt.floor("D") - customers["first_seen"].dt.floor("D")
+    ).dt.days + 1
+    customers = customers.assign(
+        n_cards=customers["customer_id"].map(n_cards).fillna(0).astype(np.int64),
+        avg_amount=customers["amount_sum"] / customers["n_transactions"],
+        tx_per_day=customers["n_transactions"] / days,
+    )
+    customers = customers[
+        [
+            "customer_id",
+            "first_seen",
+            "last_seen",
+            "n_transactions",
+            "n_cards",
+            "avg_amount",
+            "tx_per_day",
+            *attrs["customers"],
+        ]
+    ]
+    total = max(int(merchants["n_transactions"].sum()), 1)
+    merchants = merchants.assign(
+        avg_amount=merchants["amount_sum"] / merchants["n_transactions"],
+        popularity=merchants["n_transactions"] / total,
+    )
+    merchants = merchants[
+        [
+            "merchant_id",
+            "first_seen",
+            "last_seen",
+            "n_transactions",
+            "avg_amount",
+            "popularity",
+            *attrs["merchants"],
+        ]
+    ]
+    logger.info(
+        "Catalogues from the transactions: %d customers, %d cards, %d merchants",
+        len(customers),
+        len(cards),
+        len(merchants),
+    )
+    return customers, cards, merchants

@@ -1,0 +1,31 @@
+"""ingest pipeline wiring (not in the default run: it writes what data_gen writes)."""
+
+from kedro.pipeline import Node, Pipeline
+
+from payments_ml.pipelines.ingest import nodes
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """Check the mapping; map, validate and summarise on Ray; then the entity catalogues."""
+    return Pipeline(
+        [
+            Node(nodes.plan_ingest, "params:ingest", "ingest_plan", name="plan_ingest_node"),
+            Node(
+                nodes.ingest_transactions,
+                "ingest_plan",
+                [
+                    "raw_transactions",
+                    "transactions_quarantine",
+                    "ingest_summary",
+                    "ingest_entity_stats",
+                ],
+                name="ingest_transactions_node",
+            ),
+            Node(
+                nodes.derive_catalogues,
+                ["ingest_entity_stats", "ingest_plan"],
+                ["customers", "cards", "merchants"],
+                name="derive_catalogues_node",
+            ),
+        ]
+    )

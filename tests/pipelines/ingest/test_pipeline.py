@@ -1,0 +1,230 @@
+"""The ingest on the session's Ray cluster: conservation, idempotence, catalogues."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from payments_ml.contracts import split_by_contract
+from payments_ml.datasets import RayParquetDataset, to_pandas
+from payments_ml.pipelines.ingest import create_pipeline
+from payments_ml.pipelines.ingest.nodes import (
+    derive_catalogues,
+    entity_stats,
+    ingest_transactions,
+    plan_ingest,
+)
+from tests.conftest import PROJECT_ROOT
+from tests.pipelines.ingest.sparkov import SAMPLE_DEFECTS, sparkov_sample, sparkov_transactions
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+@pytest.fixture(scope="module")
+def sparkov_params() -> dict:
+    with open(PROJECT_ROOT / "conf/base/parameters_ingest.yml") as f:
+        return yaml.safe_load(f)["ingest"]
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    keys = ["transaction_id", "event_timestamp", "quarantine_reason"]
+    keys = [k for k in keys if k in frame]
+    frame = frame[sorted(frame.columns)].sort_values(keys, ignore_index=True)
+    return frame.astype({c: "string" for c in frame.select_dtypes("category").columns})
+
+
+def test_every_row_is_valid_or_quarantined_under_the_check_it_failed(sparkov_params, tmp_path):
+    """Two files: the duplicate id crosses blocks, its later copy comes first."""
+    rows = sparkov_transactions(300, n_customers=30, n_merchants=20, n_days=6, seed=3)
+    rows = rows.astype(object)
+    rows.loc[10, "cc_num"] = None  # null id
+    rows.loc[20, "amt"] = -3.2  # negative amount
+    rows.loc[40, "trans_date_trans_time"] = "not a time"  # unparseable timestamp
+    rows.loc[60, "trans_num"] = None  # no transaction id
+    rows.loc[250, "trans_num"] = rows.loc[50, "trans_num"]  # duplicate, later in time
+    folder = tmp_path / "export"
+    folder.mkdir()
+    rows.iloc[150:].to_csv(folder / "a.csv")  # holds the later copy of the duplicate
+    rows.iloc[:150].to_csv(folder / "b.csv")
+    (folder / "_SUCCESS").write_text("")  # what Spark leaves in an export folder
+
+    plan = plan_ingest(sparkov_params | {"path": str(folder), "partitions": 3})
+    valid, quarantine, summary, _ = ingest_transactions(plan)
+    valid, quarantine = to_pandas(valid), to_pandas(quarantine)
+
+    assert len(valid) + len(quarantine) == len(rows) == summary["rows"]
+    assert (summary["valid"], summary["quarantined"]) == (len(valid), 5)
+    reasons = dict(zip(quarantine["transaction_id"], quarantine["quarantine_reason"], strict=True))
+    assert reasons[rows.loc[10, "trans_num"]] == "customer_id: null"
+    assert reasons[rows.loc[20, "trans_num"]] == "amount: greater_than(0)"
+    assert reasons[rows.loc[40, "trans_num"]] == "event_timestamp: not a timestamp (iso)"
+    assert reasons[rows.loc[50, "trans_num"]] == "transaction_id: duplicate"
+    assert reasons[None] == "transaction_id: null"
+    kept = valid.set_index("transaction_id").loc[rows.loc[50, "trans_num"]]
+    assert kept["amount"] == rows.loc[50, "amt"]  # the earlier copy stays valid
+    assert summary["quarantine_by_check"] == {
+        "amount: greater_than(0)": 1,
+        "customer_id: null": 1,
+        "event_timestamp: not a timestamp (iso)": 1,
+        "transaction_id: duplicate": 1,
+        "transaction_id: null": 1,
+    }
+    # The valid rows meet the contract on their own, as features will read them.
+    again_valid, again_quarantined = split_by_contract(valid)
+    assert len(again_quarantined) == 0 and len(again_valid) == len(valid)
+    assert valid["event_timestamp"].is_monotonic_increasing  # day blocks in time order
+    assert summary["days"] == valid["event_date"].nunique() == 6
+
+
+def test_a_parquet_source_with_epoch_milliseconds_and_numeric_ids(sparkov_params, tmp_path):
+    rows = sparkov_transactions(120, n_customers=12, n_merchants=8, n_days=3, seed=4)
+    ms = pd.to_datetime(rows["trans_date_trans_time"], utc=True).astype("int64") // 10**6
+    rows = rows.assign(ts_ms=ms, merchant_no=rows["zip"], is_fraud=rows["is_fraud"] == 1)
+    rows.to_parquet(tmp_path / "tx.parquet", index=False)
+    params = sparkov_params | {
+        "path": str(tmp_path / "tx.parquet"),
+        "columns": sparkov_params["columns"] | {"merchant_id": "merchant_no"},
+        "timestamp": {"column": "ts_ms", "unit": "ms"},
+        "ids": {"merchant_id": "int"},
+        "extra_columns": {"category": "category", "customer_lat": "lat"},
+        "catalogues": {"customers": ["customer_lat"], "merchants": ["category"]},
+    }
+    valid, quarantine, summary, _ = ingest_transactions(plan_ingest(params))
+    valid = to_pandas(valid).sort_values("transaction_id", ignore_index=True)
+    expected = rows.sort_values("trans_num", ignore_index=True)
+    assert summary["quarantined"] == 0 and len(valid) == len(rows)
+    assert (valid["customer_id"] == expected["cc_num"]).all()  # 19 digits, exact
+    assert (valid["merchant_id"] == expected["merchant_no"]).all()
+    stamps = pd.to_datetime(expected["trans_date_trans_time"], utc=True)
+    assert (valid["event_timestamp"] == stamps).all()
+    assert valid["is_fraud"].sum() == expected["is_fraud"].sum()
+
+
+def test_catalogues_are_derived_from_the_valid_transactions(sparkov_params, tmp_path):
+    rows = sparkov_transactions(200, n_customers=15, n_merchants=10, n_days=4, seed=5)
+    # A second card for one customer: 'card' = cc_num, except three later rows of customer 0.
+    rows["card"] = rows["cc_num"]
+    first_customer = rows["cc_num"].iloc[0]
+    later = rows.index[rows["cc_num"] == first_customer][-3:]
+    rows.loc[later, "card"] = 77
+    rows.to_csv(tmp_path / "tx.csv")
+    params = sparkov_params | {
+        "path": str(tmp_path / "tx.csv"),
+        "columns": sparkov_params["columns"] | {"card_id": "card"},
+    }
+    plan = plan_ingest(params | {"partitions": 3})
+    valid, _, _, stats = ingest_transactions(plan)
+    tx = to_pandas(valid)
+    customers, cards, merchants = derive_catalogues(stats, plan)
+    # Stats of any split of the rows add up to the same catalogues.
+    parts = [entity_stats(tx.iloc[i::5], plan) for i in range(5)]
+    again = derive_catalogues({k: pd.concat([p[k] for p in parts]) for k in stats}, plan)
+    for frame, same in zip((customers, cards, merchants), again, strict=True):
+        pd.testing.assert_frame_equal(frame, same)
+
+    assert set(customers["customer_id"]) == set(tx["customer_id"])
+    assert set(merchants["merchant_id"]) == set(tx["merchant_id"])
+    assert customers["n_transactions"].sum() == cards["n_transactions"].sum() == len(tx)
+    assert merchants["popularity"].sum() == pytest.approx(1.0)
+    by_customer = tx.groupby("customer_id")
+    first = customers.set_index("customer_id")
+    assert (first["first_seen"] == by_customer["event_timestamp"].min()).all()
+    assert (first["avg_amount"] - by_customer["amount"].mean()).abs().max() < 1e-9
+    # Carried attributes as of the first transaction; hashed merchant ids keep their name.
+    earliest = tx.sort_values("event_timestamp").drop_duplicates("customer_id")
+    pd.testing.assert_series_equal(
+        first["customer_lat"], earliest.set_index("customer_id")["customer_lat"].sort_index()
+    )
+    names = tx.drop_duplicates("merchant_id").set_index("merchant_id")["source_merchant_id"]
+    pd.testing.assert_series_equal(
+        merchants.set_index("merchant_id")["source_merchant_id"], names.sort_index()
+    )
+    # The customer with two cards: the busier one is primary.
+    two = cards[cards["customer_id"] == first_customer].set_index("card_id")
+    assert len(two) == 2 and first.loc[first_customer, "n_cards"] == 2
+    assert two.loc[77, "n_transactions"] == 3 and not two.loc[77, "is_primary"]
+    assert two.loc[first_customer, "is_primary"]
+
+
+def _run(params: dict, root: Path) -> dict:
+    catalog = DataCatalog(
+        {
+            "raw_transactions": RayParquetDataset(
+                filepath=str(root / "transactions"), partition_cols=["event_date"]
+            ),
+            "transactions_quarantine": RayParquetDataset(
+                filepath=str(root / "quarantine"), partition_cols=["event_date"]
+            ),
+            "params:ingest": MemoryDataset(params),
+            "ingest_summary": MemoryDataset(),
+            "customers": MemoryDataset(),
+            "cards": MemoryDataset(),
+            "merchants": MemoryDataset(),
+            "ingest_entity_stats": MemoryDataset(),
+        }
+    )
+    SequentialRunner().run(create_pipeline(), catalog)
+    return {name: catalog.load(name) for name in ("ingest_summary", "customers", "merchants")}
+
+
+def _folder(root: Path) -> pd.DataFrame:
+    return _sorted(pd.read_parquet(root))
+
+
+def test_rerunning_the_pipeline_replaces_what_the_last_run_wrote(sparkov_params, tmp_path):
+    source = tmp_path / "sparkov.csv"
+    sparkov_sample().to_csv(source)
+    params = sparkov_params | {"path": str(source)}
+    out = tmp_path / "out"
+    # A previous data_gen run's day that the ingest does not cover must go too.
+    stale = out / "transactions" / "event_date=2030-01-01"
+    stale.mkdir(parents=True)
+    sparkov_sample().head(2).to_parquet(stale / "part-0.parquet")
+
+    first = _run(params, out)
+    files = sorted(p.relative_to(out) for p in out.rglob("*.parquet"))
+    tables = {name: _folder(out / name) for name in ("transactions", "quarantine")}
+    second = _run(params, out)
+
+    assert sorted(p.relative_to(out) for p in out.rglob("*.parquet")) == files
+    for name, before in tables.items():
+        pd.testing.assert_frame_equal(_folder(out / name), before)
+    assert first["ingest_summary"] == second["ingest_summary"]
+    pd.testing.assert_frame_equal(first["customers"], second["customers"])
+    assert not stale.exists()
+    summary = second["ingest_summary"]
+    assert summary["rows"] == 400 == len(tables["transactions"]) + len(tables["quarantine"])
+    assert summary["quarantine_by_check"] == {check: 1 for check in SAMPLE_DEFECTS.values()}
+    # One file per day: the day blocks hold whole days.
+    days = list((out / "transactions").glob("event_date=*"))
+    assert len(days) == summary["days"] == 21
+    assert all(len(list(day.glob("*.parquet"))) == 1 for day in days)
+
+
+def test_a_wrong_timestamp_unit_quarantines_everything_and_the_outputs_stay_readable(
+    sparkov_params, tmp_path, caplog
+):
+    source = tmp_path / "sparkov.csv"
+    sparkov_sample(60).to_csv(source)
+    # Text timestamps read as epoch seconds: not one row maps.
+    wrong_unit = {"column": "trans_date_trans_time", "unit": "s"}
+    plan = plan_ingest(sparkov_params | {"path": str(source), "timestamp": wrong_unit})
+    valid, quarantine, summary, stats = ingest_transactions(plan)
+    assert (summary["valid"], summary["quarantined"]) == (0, 60)
+    assert summary["quarantine_by_check"]["event_timestamp: not a timestamp (s)"] == 60
+    assert "No row of" in caplog.text
+
+    out = RayParquetDataset(filepath=str(tmp_path / "transactions"), partition_cols=["event_date"])
+    out.save(valid)
+    empty = out.load()  # from the schema file: features can tell what is missing
+    assert empty.count() == 0 and "customer_id" in empty.schema().names
+    RayParquetDataset(filepath=str(tmp_path / "q"), partition_cols=["event_date"]).save(quarantine)
+    assert len(pd.read_parquet(tmp_path / "q")) == 60  # event_date=unknown, readable
+    customers, cards, merchants = derive_catalogues(stats, plan)
+    assert len(customers) == len(cards) == len(merchants) == 0
+    assert "customer_id" in customers and "merchant_id" in merchants
