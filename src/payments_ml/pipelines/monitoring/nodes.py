@@ -1,0 +1,328 @@
+"""Monitoring nodes: measure data quality and drift, then judge them against the rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import ray
+
+from payments_ml.features import windows as fw
+from payments_ml.features.definitions import FEATURES
+from payments_ml.monitoring import alerts as al
+from payments_ml.monitoring import drift as dr
+from payments_ml.monitoring import quality as qu
+from payments_ml.pipelines.training.nodes import time_split
+
+logger = logging.getLogger(__name__)
+
+_SCORED_COLUMNS = ["scored_at", "fraud_probability", "decision", "model_version", *FEATURES]
+_LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.ERROR}
+
+
+def measure_data_quality(
+    raw_transactions: ray.data.Dataset,
+    transactions_quarantine: ray.data.Dataset,
+    monitoring_state: dict[str, Any],
+    params: dict[str, Any],
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One row per day of what arrived (valid + quarantined), and the updated memory.
+
+    Each Ray Data block is reduced to per-day partial counts where it is read; only
+    those small partials reach this process.
+
+    Returns:
+        The day table (data_quality.parquet) and the state of seen row counts.
+    """
+    as_of = run_moment(params)
+    quality = params["quality"]
+    edges = qu.amount_edges(quality["amount_histogram"])
+    partials = [
+        *_partials(raw_transactions, False, edges, as_of),
+        *_partials(transactions_quarantine, True, edges, as_of),
+    ]
+    days = qu.combine_partials(partials, len(edges) + 1)
+    if days.empty:
+        raise ValueError(
+            "raw_transactions and transactions_quarantine hold no rows: nothing to monitor; "
+            "run `kedro run --pipelines data_gen` (or ingest) first"
+        )
+    daily = qu.daily_quality(days, edges, as_of, quality)
+    daily, state = qu.apply_late_rows(daily, monitoring_state, as_of)
+    logger.info(
+        "Data quality: %d day(s) from %s to %s, %d rows arrived (%d quarantined, %d "
+        "duplicate ids, %d late)",
+        len(daily),
+        daily["event_date"].iloc[0],
+        daily["event_date"].iloc[-1],
+        daily["rows_arrived"].sum(),
+        daily["rows_quarantined"].sum(),
+        daily["duplicate_rows"].sum(),
+        daily["late_rows"].sum(),
+    )
+    return daily, state
+
+
+def measure_drift(
+    training_set: pd.DataFrame,
+    scored_transactions: pads.Dataset | None,
+    params: dict[str, Any],
+    training_params: dict[str, Any],
+) -> dict[str, Any]:
+    """Feature drift of the training set's recent days, score and served-feature drift.
+
+    The training window is the one of the time split in ``training_params`` (the split
+    the model is trained on); the recent window is the training set's last
+    ``drift.recent_days``.
+    """
+    drift = params["drift"]
+    days = fw.day_of(fw.to_ns(training_set["event_timestamp"]))
+    windows = time_split(int(days.min()), int(days.max()), training_params)
+    train = _iso([windows["fit"][0], windows["valid"][1]])
+    recent = _iso([int(days.max()) - drift["recent_days"] + 1, int(days.max())])
+    reference_rows = _between(training_set, train)
+    features = dr.feature_drift(
+        reference_rows,
+        _between(training_set, recent),
+        FEATURES,
+        drift["psi_bins"],
+        drift["min_rows"],
+    )
+    features = {"reference_window": train, "recent_window": recent, **features}
+    if features["status"] == "ok":
+        top = next(iter(features["psi"].items()))
+        logger.info("Feature drift: largest PSI %.4f (%s)", top[1], top[0])
+    served = dr.recent_scored(scored_transactions, drift["recent_days"], _SCORED_COLUMNS)
+    score, served_features = _score_drift(
+        served,
+        training_set,
+        reference_rows,
+        test_window=_iso(windows["test"]),
+        drift=drift,
+        model_name=training_params["registry"]["model_name"],
+    )
+    served_features["reference_window"] = train
+    return {
+        "feature_drift": features,
+        "score_drift": score,
+        "served_feature_drift": served_features,
+    }
+
+
+def raise_alerts(
+    data_quality: pd.DataFrame, drift: dict[str, Any], params: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """Judge the day table and the drift report against ``monitoring.rules``.
+
+    Every alert is logged and returned as a line of the alert log, stamped with this
+    run's id and time; a last ``info`` line ``monitoring_run`` summarises the run.
+
+    Returns:
+        Alert lines to append, the drift report (drift.json) and MLflow metrics.
+    """
+    now = dt.datetime.now(dt.UTC)
+    as_of = al.iso_utc(run_moment(params))
+    run_id = al.new_run_id(now)
+    rules = al.load_rules(params["rules"])
+    _check_rule_metrics(rules, data_quality)
+    found = qu.quality_alerts(data_quality, rules, params["quality"])
+    found += dr.drift_alerts(drift, rules)
+    found += _skipped(drift)
+    counts = {s: sum(a.severity == s for a in found) for s in al.SEVERITIES}
+    found.append(
+        al.Alert(
+            severity="info",
+            metric=al.RUN_METRIC,
+            value=float(counts["warning"] + counts["critical"]),
+            threshold=None,
+            rule=al.RUN_METRIC,
+            message=(
+                f"monitoring run {run_id}: {counts['critical']} critical, "
+                f"{counts['warning']} warning alert(s) over {len(data_quality)} day(s)"
+            ),
+            context={"as_of": as_of, **counts},
+        )
+    )
+    for alert in found:
+        logger.log(_LOG_LEVELS[alert.severity], "Alert (%s): %s", alert.severity, alert.message)
+    lines = [alert.record(run_id, now) for alert in found]
+    report = {
+        "run_id": run_id,
+        "generated_at": al.iso_utc(now),
+        "as_of": as_of,
+        **drift,
+        "alerts": counts,
+    }
+    return lines, report, _mlflow_metrics(drift, counts)
+
+
+def run_moment(params: dict[str, Any]) -> dt.datetime:
+    """``monitoring.as_of`` as an aware UTC datetime, or the clock when it is null."""
+    value = params.get("as_of")
+    if value in (None, ""):
+        return dt.datetime.now(dt.UTC)
+    try:
+        moment = pd.Timestamp(value)
+    except ValueError as err:
+        raise ValueError(
+            f"monitoring.as_of must be an ISO moment such as 2025-06-30T06:00:00Z or null, "
+            f"got {value!r}"
+        ) from err
+    moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    return moment.to_pydatetime()
+
+
+def _partials(
+    dataset: ray.data.Dataset, quarantined: bool, edges: np.ndarray, as_of: dt.datetime
+) -> list[pa.Table]:
+    names = dataset.schema().names
+    missing = [c for c in qu.CONTRACT_COLUMNS if c not in names]
+    if missing:
+        source = "transactions_quarantine" if quarantined else "raw_transactions"
+        raise ValueError(
+            f"{source} lacks contract columns {missing}; regenerate it "
+            "(`kedro run --pipelines data_gen`) or map them in the ingest parameters"
+        )
+    wanted = [*qu.CONTRACT_COLUMNS, *(["event_date"] if "event_date" in names else [])]
+    reduced = dataset.select_columns(wanted).map_batches(
+        qu.day_partials,
+        batch_format="pyarrow",
+        batch_size=None,
+        fn_kwargs={
+            "quarantined": quarantined,
+            "edges": edges,
+            "as_of_ns": int(pd.Timestamp(as_of).value),
+        },
+    )
+    return ray.get(reduced.to_arrow_refs())
+
+
+def _score_drift(
+    served: pd.DataFrame,
+    training_set: pd.DataFrame,
+    reference_rows: pd.DataFrame,
+    *,
+    test_window: list[str],
+    drift: dict[str, Any],
+    model_name: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Score drift of the latest model version in the log, and its served features.
+
+    The reference scores are that version's on its own test window (its metadata; the
+    current split's test window for a model without one).
+    """
+    if served.empty:
+        reason = "no scored transactions logged yet"
+        logger.info("Score drift skipped: %s", reason)
+        return {"status": "skipped", "reason": reason}, {"status": "skipped", "reason": reason}
+    version = str(served.loc[served["scored_at"].idxmax(), "model_version"])
+    served = served[served["model_version"].astype(str) == version]
+    window = [
+        al.iso_utc(served["scored_at"].min().to_pydatetime()),
+        al.iso_utc(served["scored_at"].max().to_pydatetime()),
+    ]
+    served_features = dr.feature_drift(
+        reference_rows, served, FEATURES, drift["psi_bins"], drift["min_rows"]
+    )
+    served_features["served_window"] = window
+    model = _load_model(model_name, version)
+    if model is None:
+        reason = f"model version {version!r} of the scored rows could not be loaded"
+        return {"status": "skipped", "reason": reason, "model_version": version}, served_features
+    test = list(model.metadata.get("test_window") or test_window)
+    scores = model.predict_proba(_between(training_set, test))
+    score = dr.score_drift(
+        scores,
+        served["fraud_probability"].to_numpy(np.float64),
+        n_bins=drift["psi_bins"],
+        min_rows=drift["min_rows"],
+        reference_decisions=model.decide(scores),
+        served_decisions=served["decision"].to_numpy(str),
+    )
+    score.update(model_version=version, reference_window=test, served_window=window)
+    logger.info(
+        "Score drift of model v%s: %s",
+        version,
+        f"PSI {score['psi']:.4f}" if score["status"] == "ok" else score["reason"],
+    )
+    return score, served_features
+
+
+def _between(rows: pd.DataFrame, window: list[str]) -> pd.DataFrame:
+    """Rows whose event day is within ``window`` (ISO dates, both included)."""
+    first, last = (pd.Timestamp(day, tz="UTC").value // fw.NS_DAY for day in window)
+    days = fw.day_of(fw.to_ns(rows["event_timestamp"]))
+    return rows[(days >= first) & (days <= last)]
+
+
+def _load_model(name: str, version: str) -> Any:
+    import mlflow  # noqa: PLC0415
+
+    from payments_ml.training.model import load_fraud_model  # noqa: PLC0415
+
+    uri = f"models:/{name}/{version}"
+    try:
+        return load_fraud_model(uri)
+    except (mlflow.exceptions.MlflowException, OSError) as err:
+        logger.warning(
+            "Score drift skipped: cannot load %s from the registry at %s (%s)",
+            uri,
+            mlflow.get_registry_uri(),
+            err,
+        )
+        return None
+
+
+def _skipped(drift: dict[str, Any]) -> list[al.Alert]:
+    """Info lines for the checks that could not run, so the dashboard says why."""
+    return [
+        al.Alert(
+            severity="info",
+            metric=metric,
+            value=None,
+            threshold=None,
+            rule=metric,
+            message=f"{section.replace('_', ' ')} not checked: {drift[section]['reason']}",
+        )
+        for section, metric in (
+            ("feature_drift", "feature_psi"),
+            ("score_drift", "score_psi"),
+            ("served_feature_drift", "served_feature_psi"),
+        )
+        if drift.get(section, {}).get("status") == "skipped"
+    ]
+
+
+def _check_rule_metrics(rules: dict[str, al.Rule], data_quality: pd.DataFrame) -> None:
+    known = {*data_quality.columns, "null_rate", *dr.DRIFT_METRICS} - {"event_date", "weekday"}
+    unknown = {name: rule.metric for name, rule in rules.items() if rule.metric not in known}
+    if unknown:
+        raise ValueError(
+            f"monitoring.rules judge metrics that monitoring does not measure: {unknown}; "
+            f"use one of {sorted(known)}"
+        )
+
+
+def _mlflow_metrics(drift: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
+    values: dict[str, float] = {
+        "alerts_critical": counts["critical"],
+        "alerts_warning": counts["warning"],
+    }
+    sections = {"feature_drift": "feature_psi", "served_feature_drift": "served_feature_psi"}
+    for section, name in sections.items():
+        psi = drift.get(section, {}).get("psi", {})
+        values.update({f"{name}.{feature}": value for feature, value in psi.items()})
+        if psi:
+            values[f"{name}_max"] = max(psi.values())
+    if drift.get("score_drift", {}).get("status") == "ok":
+        values["score_psi"] = drift["score_drift"]["psi"]
+    return {name: {"value": float(value), "step": 0} for name, value in values.items()}
+
+
+def _iso(window: list[int]) -> list[str]:
+    return [dr.iso_day(day) for day in window]

@@ -1,0 +1,41 @@
+"""monitoring: quality of what arrived, drift of features and scores -> alerts."""
+
+from kedro.pipeline import Node, Pipeline
+
+from payments_ml.pipelines.monitoring import nodes
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """The monitoring stage: `kedro run --pipelines monitoring`."""
+    return Pipeline(
+        [
+            Node(
+                func=nodes.measure_data_quality,
+                inputs=[
+                    "raw_transactions",
+                    "transactions_quarantine",
+                    "monitoring_state",
+                    "params:monitoring",
+                ],
+                outputs=["data_quality", "monitoring_state_updated"],
+                name="measure_data_quality_node",
+            ),
+            Node(
+                func=nodes.measure_drift,
+                inputs=[
+                    "training_set@pandas",
+                    "scored_transactions",
+                    "params:monitoring",
+                    "params:training",
+                ],
+                outputs="drift",
+                name="measure_drift_node",
+            ),
+            Node(
+                func=nodes.raise_alerts,
+                inputs=["data_quality", "drift", "params:monitoring"],
+                outputs=["alerts", "drift_report", "monitoring_metrics"],
+                name="raise_alerts_node",
+            ),
+        ]
+    )

@@ -1,0 +1,118 @@
+"""A Kedro session runs the monitoring pipeline in a scratch project, on small data.
+
+In this process (the session's Ray cluster, no second interpreter), as `kedro run
+--pipelines monitoring` does: the project's catalog, parameters, hooks and kedro-mlflow.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pytest
+
+from payments_ml.contracts import to_arrow
+from payments_ml.monitoring import alerts as al
+from tests.monitoring import synthetic as syn
+from tests.project import scratch_project
+
+PARAMS = {
+    "monitoring": {"as_of": "2025-07-15T00:00:00Z", "drift": {"min_rows": 200}},
+    "training": {"train_days": 14, "valid_days": 4, "delay_days": 2, "test_days": 5},
+}
+
+
+def _write(table: pa.Table, folder: Path) -> None:
+    pads.write_dataset(
+        table,
+        folder,
+        format="parquet",
+        partitioning=["event_date"],
+        partitioning_flavor="hive",
+        existing_data_behavior="overwrite_or_ignore",
+    )
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A scratch project holding 28 days of transactions, one bad, and a training set."""
+    project = scratch_project(tmp_path_factory.mktemp("monitoring_project"))
+    valid, quarantine = syn.null_merchants(
+        syn.transactions(n_days=28), syn.empty_quarantine(), 27, 0.3
+    )
+    data = project / "data"
+    _write(to_arrow(valid), data / "01_raw/transactions")
+    _write(to_arrow(quarantine), data / "01_raw/transactions_quarantine")
+    features = syn.feature_rows(n_days=28, per_day=300)
+    features["event_date"] = features["event_timestamp"].dt.strftime("%Y-%m-%d")
+    _write(
+        pa.Table.from_pandas(features, preserve_index=False), data / "05_model_input/training_set"
+    )
+    return project
+
+
+@pytest.fixture
+def kedro_session(project, ray_session, monkeypatch):
+    """A session of the scratch project; MLflow's process-wide state restored afterwards."""
+    import mlflow  # noqa: PLC0415
+    from kedro.framework.project import configure_project  # noqa: PLC0415
+    from kedro.framework.session import KedroSession  # noqa: PLC0415
+    from mlflow.tracking._model_registry import utils as registry  # noqa: PLC0415
+    from mlflow.tracking._tracking_service import utils as tracking  # noqa: PLC0415
+
+    # The URIs as set (None: MLflow's default), not as resolved against the working folder.
+    previous = tracking._tracking_uri, registry._registry_uri
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(project)  # relative data paths and ${project_path:} resolve here
+    configure_project("payments_ml", preserve_logging=True)
+    # ray.yml's Ray Data settings, which the Ray hook applies only to a cluster it starts.
+    data = ray_session.data.DataContext.get_current()
+    reader = data.use_datasource_v2
+    data.use_datasource_v2 = False
+    try:
+        with KedroSession.create(project_path=project, runtime_params=PARAMS) as session:
+            yield session
+    finally:
+        # kedro-mlflow leaves the run on MLflow's stack (a CLI process ends it at exit).
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+        data.use_datasource_v2 = reader
+
+
+def test_kedro_run_monitoring_writes_reports_alerts_and_mlflow_metrics(
+    project, kedro_session, caplog
+):
+    kedro_session.run(pipeline_names=["monitoring"])
+    assert "Score drift skipped: no scored transactions logged yet" in caplog.text
+    reporting = project / "data/08_reporting"
+    quality = pd.read_parquet(reporting / "data_quality.parquet")
+    assert len(quality) == 28 and quality["rows_arrived"].sum() == 28 * 400
+    drift = json.loads((reporting / "drift.json").read_text())
+    assert drift["feature_drift"]["status"] == "ok"
+    assert drift["score_drift"]["status"] == "skipped"
+    state = json.loads((reporting / "monitoring_state.json").read_text())
+    assert len(state["days"]) == 28
+    active = al.active_alerts(reporting / "alerts.jsonl")
+    assert sorted((a["rule"], a["severity"], a["day"]) for a in active) == [
+        ("null_rate", "critical", syn.day(27)),
+        ("quarantine_rate", "critical", syn.day(27)),
+    ]
+    assert all(a["run_id"] == drift["run_id"] for a in active)
+
+    import mlflow  # noqa: PLC0415
+
+    uri = f"sqlite:///{project / 'data/mlflow/mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.get_experiment_by_name("payments-ml")
+    (only,) = client.search_runs([experiment.experiment_id])
+    assert only.data.metrics["monitoring.alerts_critical"] == 2
+    assert only.data.metrics["monitoring.feature_psi_max"] < 0.1
+    assert only.data.params["monitoring.drift.recent_days"] == "7"
+    assert [a.path for a in client.list_artifacts(only.info.run_id)] == ["drift.json"]
