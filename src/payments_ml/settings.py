@@ -6,8 +6,10 @@ from kedro.utils import find_kedro_project
 from omegaconf.resolvers import oc
 
 from payments_ml.hooks import RayHook
+from payments_ml.logging_hooks import LoggingHook
 
-HOOKS = (RayHook(),)  # kedro-mlflow's hook registers itself (entry point)
+# kedro-mlflow's hook registers itself (entry point).
+HOOKS = (RayHook(), LoggingHook())
 
 
 def _project_path() -> str:
@@ -20,6 +22,8 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     "config_patterns": {
         "ray": ["ray*", "ray*/**"],
+        # conf/<env>/logging.yml, applied by LoggingHook (conf/cluster: JSON lines).
+        "logging": ["logging*"],
         "mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"],  # kedro-mlflow's own pattern
         # feast.yml is read by the features nodes as `params:feast`.
         "parameters": ["parameters*", "parameters*/**", "**/parameters*", "feast*", "feast*/**"],

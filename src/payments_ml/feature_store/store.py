@@ -237,6 +237,8 @@ def _to_protos(column: pd.Series, dtype: Any) -> list[ValueProto]:
 
 
 def _absolute(path: str) -> str:
+    # Feast's file registry reads file:// URLs as relative paths: hand it the local path.
+    path = path.removeprefix("file://")
     if "://" in path:
         return path
     target = Path(path).expanduser()

@@ -1,0 +1,87 @@
+"""conf/cluster: addresses and the storage root come from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from kedro.config import OmegaConfigLoader
+
+from payments_ml.settings import CONFIG_LOADER_ARGS
+from tests.conftest import PROJECT_ROOT
+
+ROOT = "s3://fraud-data/payments-ml"
+
+
+@pytest.fixture
+def cluster_config(monkeypatch):
+    for name, value in {
+        "RAY_ADDRESS": "ray-head:6379",
+        "REDIS_URL": "redis://cache:6379/1",
+        "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+        "PAYMENTS_ML_DATA_ROOT": ROOT,
+    }.items():
+        monkeypatch.setenv(name, value)
+    return OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="cluster", **CONFIG_LOADER_ARGS)
+
+
+def _filepaths(catalog: dict) -> dict[str, str]:
+    paths = {}
+    for name, entry in catalog.items():
+        inner = entry.get("dataset") if isinstance(entry.get("dataset"), dict) else {}
+        path = entry.get("filepath") or inner.get("filepath")
+        if path:
+            paths[name] = path
+    return paths
+
+
+def test_every_path_moves_under_the_storage_root(cluster_config):
+    paths = _filepaths(cluster_config["catalog"])
+    assert len(paths) > 15
+    assert {name: p for name, p in paths.items() if not p.startswith(f"{ROOT}/")} == {}
+    feast = cluster_config["parameters"]["feast"]
+    assert feast["registry"] == f"{ROOT}/feast/registry.db"
+    assert all(p.startswith(f"{ROOT}/") for p in feast["sources"].values()), feast["sources"]
+    training = cluster_config["parameters"]["training"]
+    assert training["tune_storage_path"] == f"{ROOT}/06_models/tune"
+    assert training["num_samples"] == 10  # the rest of training stays as in base
+
+
+def test_every_global_path_is_restated_for_the_cluster():
+    """Kedro replaces `paths` whole: a path added to base but not here would be lost."""
+    base = yaml.safe_load((PROJECT_ROOT / "conf/base/globals.yml").read_text())
+    cluster = yaml.safe_load((PROJECT_ROOT / "conf/cluster/globals.yml").read_text())
+    assert set(cluster) == set(base)
+    assert set(cluster["paths"]) == set(base["paths"])
+    for name, path in base["paths"].items():
+        assert cluster["paths"][name] == path, name  # same layout below data_root
+
+
+def test_without_a_storage_root_the_data_stay_in_the_project(monkeypatch):
+    monkeypatch.delenv("PAYMENTS_ML_DATA_ROOT", raising=False)
+    config = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="cluster", **CONFIG_LOADER_ARGS)
+    assert config["globals"]["data_root"] == "data"
+    assert config["globals"]["paths"]["alerts"] == "data/08_reporting/alerts.jsonl"
+
+
+def test_the_cluster_streams_json_and_keeps_worker_output_on_the_nodes(cluster_config):
+    ray = cluster_config["ray"]["ray"]
+    assert ray["log_to_driver"] is False and ray["data"]["enable_progress_bars"] is False
+    assert ray["data"]["use_datasource_v2"] is False  # base's other Ray Data settings stay
+    formatter = cluster_config["logging"]["formatters"]["json"]["class"]
+    assert formatter == "payments_ml.structured_logging.JsonFormatter"
+
+
+def test_feast_takes_file_urls_as_local_paths(tmp_path):
+    """fsspec-style file:// roots work for the catalog; Feast's registry needs a path."""
+    from payments_ml.feature_store.store import repo_config  # noqa: PLC0415
+
+    config = {
+        "project": "payments_ml",
+        "registry": f"file://{tmp_path}/feast/registry.db",
+        "online_store": {"type": "redis", "connection_string": "redis://cache:6379/0"},
+        "sources": {},
+    }
+    assert repo_config(config).registry.path == f"{tmp_path}/feast/registry.db"
+    assert Path(tmp_path / "feast").is_dir()
