@@ -88,3 +88,23 @@ def generated_transactions(base_params) -> Any:
     frames = [g.generate_day(world, d) for d in days]
     valid, _ = split_by_contract(pd.concat(frames, ignore_index=True))
     return valid
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory, ray_session) -> Path:
+    """A scratch project after `kedro run` of data_gen, features and training (once per
+    session, on the session's Ray cluster): the CLI, serving and notebook tests share it."""
+    from tests.project import TRAIN_SMALL, kedro, scratch_project  # noqa: PLC0415
+
+    project = scratch_project(tmp_path_factory.mktemp("full"))
+    address = ray_session.get_runtime_context().gcs_address
+    run = kedro(
+        project,
+        "--pipelines",
+        "data_gen,features,training",
+        "--params",
+        TRAIN_SMALL,
+        env={"RAY_ADDRESS": address},
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return project

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,54 +13,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import PROJECT_ROOT, free_port
+from tests.conftest import free_port
+from tests.project import SMALL, kedro, scratch_project  # noqa: F401 (re-exported)
 
 pytestmark = pytest.mark.slow
-
-SMALL = (
-    "data_gen.n_customers=300,data_gen.n_merchants=80,data_gen.n_regions=5,"
-    "data_gen.n_days=4,data_gen.start_date=2025-06-09,data_gen.corruption_rate=0.01"
-)
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     return scratch_project(tmp_path_factory.mktemp("project"))
-
-
-def scratch_project(root: Path) -> Path:
-    """A copy of the project's code and configuration, without data or conf/local."""
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
-    shutil.copytree(
-        PROJECT_ROOT / "src",
-        root / "src",
-        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
-    )
-    return root
-
-
-def kedro(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`kedro run` in ``project``; a local Ray cluster unless ``env`` gives RAY_ADDRESS."""
-    full_env = os.environ | {
-        "KEDRO_DISABLE_TELEMETRY": "true",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "COLUMNS": "200",
-    }
-    for name in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        full_env.pop(name, None)  # the project's own configuration decides
-    env = full_env | (env or {})
-    kedro_bin = Path(sys.executable).with_name("kedro")
-    return subprocess.run(
-        [str(kedro_bin), "run", *args],
-        check=False,
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def _partition(project: Path, day: str) -> pd.DataFrame:
@@ -97,24 +57,6 @@ def test_a_failing_node_still_closes_ray_and_says_why(project):
     assert failed.returncode != 0
     assert "data_gen.n_days must be >= 1, got 0" in log
     assert "Ray session closed" in log
-
-
-TRAIN_SMALL = (
-    "data_gen.n_customers=1500,data_gen.n_merchants=200,data_gen.n_regions=6,"
-    "data_gen.n_days=30,data_gen.start_date=2025-05-01,"
-    "training.train_days=14,training.valid_days=4,training.test_days=5,"
-    "training.num_samples=2,training.num_boost_round=40,training.report_every=5,"
-    "training.card_precision_k=20"
-)
-
-
-@pytest.fixture(scope="module")
-def trained_project(tmp_path_factory) -> Path:
-    """A scratch project after `kedro run` of data_gen, features and training."""
-    project = scratch_project(tmp_path_factory.mktemp("full"))
-    run = kedro(project, "--pipelines", "data_gen,features,training", "--params", TRAIN_SMALL)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return project
 
 
 def test_kedro_run_trains_tracks_and_registers_in_mlflow(trained_project):
