@@ -37,6 +37,8 @@ def start_ray(num_cpus: int | None = None) -> float:
 
     from payments_ml.hooks import _configure_data  # noqa: PLC0415
 
+    if ray.is_initialized():  # `python -m benchmarks` runs every benchmark in one process
+        ray.shutdown()
     with open(ROOT / "conf/base/ray.yml") as f:
         data_settings = yaml.safe_load(f)["ray"].get("data") or {}
     with timer() as t:
