@@ -86,7 +86,7 @@ def fit_booster(
 def tune_booster(
     data: TrainingData,
     params: dict[str, Any],
-    storage_path: Path,
+    storage_path: str | Path,
     mlflow_parent: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Search LightGBM hyperparameters with Ray Tune on the running Ray cluster.
@@ -125,7 +125,7 @@ def tune_booster(
     )
     run_config = tune.RunConfig(
         name=f"fraud_model_{time.strftime('%Y%m%d_%H%M%S')}",
-        storage_path=str(storage_path.resolve()),
+        storage_path=_storage_uri(storage_path),
         callbacks=_mlflow_callbacks(mlflow_parent),
         verbose=1,
     )
@@ -242,3 +242,9 @@ def _mlflow_callbacks(parent: dict[str, str] | None) -> list[Any]:
             save_artifact=False,
         )
     ]
+
+
+def _storage_uri(path: str | Path) -> str:
+    """Tune's storage: a URI (s3://, gs://, file://) as it is, a local path made absolute."""
+    text = str(path)
+    return text if "://" in text else str(Path(text).resolve())

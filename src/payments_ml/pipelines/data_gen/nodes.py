@@ -19,6 +19,7 @@ from payments_ml.pipelines.data_gen.generator import (
     build_merchants,
     generate_day,
 )
+from payments_ml.structured_logging import partition_scope
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +104,9 @@ def generate_transactions(
 
 @ray.remote
 def _generate_day(world: World, day: dt.date) -> tuple[pa.Table, pa.Table, pd.DataFrame]:
-    valid, quarantine = split_by_contract(generate_day(world, day))
-    return to_arrow(valid), to_arrow(quarantine), _count(valid, quarantine)
+    with partition_scope(event_date=day.isoformat()):  # a failure names its day
+        valid, quarantine = split_by_contract(generate_day(world, day))
+        return to_arrow(valid), to_arrow(quarantine), _count(valid, quarantine)
 
 
 def _count(valid: pd.DataFrame, quarantine: pd.DataFrame) -> pd.DataFrame:

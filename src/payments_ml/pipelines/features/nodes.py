@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 
 from payments_ml.contracts import ARROW_TYPES
 from payments_ml.datasets import arrow_schema, to_pandas
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import KEY_COLUMNS, LABEL_COLUMNS
+from payments_ml.structured_logging import partition_scope
 
 logger = logging.getLogger(__name__)
 
@@ -147,24 +149,35 @@ def build_customer_features(
 
 
 def _merchant_daily(batch: pa.Table, label_delay_days: int) -> pd.DataFrame:
-    return fw.merchant_daily(batch.to_pandas(), label_delay_days)
+    with partition_scope(merchant_id=_id_range(batch, "merchant_id")):
+        return fw.merchant_daily(batch.to_pandas(), label_delay_days)
 
 
 def _training_rows(batch: pa.Table, merchant_days: Any, label_delay_days: int) -> pd.DataFrame:
-    merchants = (
-        ray.get(merchant_days) if isinstance(merchant_days, ray.ObjectRef) else merchant_days
-    )
-    rows = fw.feature_rows(batch.to_pandas(), merchants, label_delay_days)
-    ns = fw.to_ns(rows["event_timestamp"])
-    # The partition column of the model input (Hive): the UTC date of the transaction.
-    rows["event_date"] = pd.to_datetime(fw.day_of(ns), unit="D").strftime("%Y-%m-%d")
-    return rows
+    with partition_scope(customer_id=_id_range(batch, "customer_id")):
+        merchants = (
+            ray.get(merchant_days) if isinstance(merchant_days, ray.ObjectRef) else merchant_days
+        )
+        rows = fw.feature_rows(batch.to_pandas(), merchants, label_delay_days)
+        ns = fw.to_ns(rows["event_timestamp"])
+        # The partition column of the model input (Hive): the UTC date of the transaction.
+        rows["event_date"] = pd.to_datetime(fw.day_of(ns), unit="D").strftime("%Y-%m-%d")
+        return rows
 
 
 def _customer_snapshots(batch: pa.Table, until_day: int | None) -> pa.Table:
-    return _snapshot_table(
-        fw.customer_snapshot_rows(fw.customer_daily(batch.to_pandas()), until_day)
-    )
+    with partition_scope(customer_id=_id_range(batch, "customer_id")):
+        return _snapshot_table(
+            fw.customer_snapshot_rows(fw.customer_daily(batch.to_pandas()), until_day)
+        )
+
+
+def _id_range(batch: pa.Table, column: str) -> str:
+    """``min..max`` of a block's ids: the partition a failure names in the log."""
+    if not batch.num_rows or column not in batch.column_names:
+        return "empty"
+    bounds = pc.min_max(batch[column])
+    return f"{bounds['min'].as_py()}..{bounds['max'].as_py()}"
 
 
 def _snapshot_table(rows: pd.DataFrame) -> pa.Table:

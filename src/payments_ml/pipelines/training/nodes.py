@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -140,9 +139,7 @@ def tune_hyperparameters(
             "experiment_name": experiment.name,
             "run_id": run.info.run_id,
         }
-    return tune_booster(
-        _training_data(train, valid), params, Path(params["tune_storage_path"]), parent
-    )
+    return tune_booster(_training_data(train, valid), params, params["tune_storage_path"], parent)
 
 
 def train_model(
