@@ -58,12 +58,15 @@ run: ray-head
 	@echo "Model input:  data/05_model_input/training_set/  (snapshots: data/04_feature/)"
 	@echo "Feast:        data/feast/ (registry, packed SQLite online store), service fraud_model_v1"
 	@echo "Evaluation:   data/08_reporting/evaluation.json, plots in data/08_reporting/plots/"
+	@echo "Monitoring:   data/08_reporting/data_quality.parquet, drift.json, alerts.jsonl"
 	@echo "Scorer:       http://127.0.0.1:8000/score  (/score/batch, /health, /metrics, /docs)"
+	@echo "Dashboard:    http://127.0.0.1:8000/dashboard  (live; scored transactions logged to data/07_model_output/)"
 	@echo "Replay a day: .venv/bin/python -m payments_ml.stream --rate 50 --check"
 	@echo "Ray:          http://127.0.0.1:8265  (dashboard; Serve tab for the scorer)"
-	@echo "MLflow UI:    .venv/bin/mlflow ui --backend-store-uri sqlite:///data/mlflow/mlflow.db --port 5000"
+	@echo "MLflow UI:    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow ui --backend-store-uri sqlite:///data/mlflow/mlflow.db --port 5000"
 	@echo "              (experiment payments-ml; model fraud_model, alias champion)"
 	@echo "Kedro-Viz:    .venv/bin/kedro viz run   (lineage of every pipeline)"
+	@echo "Feast UI:     .venv/bin/python -m payments_ml.feature_store ui   (http://127.0.0.1:8888)"
 	@echo "Stop:         make stop"
 
 serve: ray-head
