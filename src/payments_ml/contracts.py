@@ -82,6 +82,19 @@ TRANSACTION_SCHEMA = pa.DataFrameSchema(
 )
 
 
+# The contract's columns (DESIGN.md, "Data contract: transactions"), in its order.
+CONTRACT_COLUMNS = (
+    "transaction_id",
+    "event_timestamp",
+    "customer_id",
+    "card_id",
+    "merchant_id",
+    "amount",
+    "is_fraud",
+    "fraud_scenario",
+    "label_available_at",
+)
+
 # Arrow types of the contract's columns: fixed so that every Parquet file of a dataset
 # has the same schema (an all-null column would otherwise be written as type null).
 ARROW_TYPES = {

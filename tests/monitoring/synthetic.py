@@ -7,21 +7,11 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
+from payments_ml.contracts import CONTRACT_COLUMNS
 from payments_ml.features.definitions import FEATURES
 
 START = dt.date(2025, 6, 2)  # a Monday
-COLUMNS = [
-    "transaction_id",
-    "event_timestamp",
-    "customer_id",
-    "card_id",
-    "merchant_id",
-    "amount",
-    "is_fraud",
-    "fraud_scenario",
-    "label_available_at",
-    "event_date",
-]
+COLUMNS = [*CONTRACT_COLUMNS, "event_date"]
 REASON = "quarantine_reason"
 
 

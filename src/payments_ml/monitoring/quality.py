@@ -28,23 +28,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from payments_ml.contracts import CONTRACT_COLUMNS  # their null rates are measured
 from payments_ml.monitoring import psi as psi_lib
 from payments_ml.monitoring.alerts import Alert, Rule, check
 
 logger = logging.getLogger(__name__)
 
-# The contract's columns (DESIGN.md "Data contract"), whose null rates are measured.
-CONTRACT_COLUMNS = [
-    "transaction_id",
-    "event_timestamp",
-    "customer_id",
-    "card_id",
-    "merchant_id",
-    "amount",
-    "is_fraud",
-    "fraud_scenario",
-    "label_available_at",
-]
 QUANTILES = {"amount_p50": 0.5, "amount_p95": 0.95, "amount_p99": 0.99}
 _NS_DAY = 86_400 * 10**9
 

@@ -24,22 +24,11 @@ import pyarrow.csv as pa_csv
 import pyarrow.dataset as pa_ds
 import pyarrow.fs as pa_fs
 
-from payments_ml.contracts import ARROW_TYPES, QUARANTINE_REASON
+from payments_ml.contracts import ARROW_TYPES, CONTRACT_COLUMNS, QUARANTINE_REASON
 
 SOURCE_RECORD = "source_record"
 NO_DATE = "unknown"  # event_date of quarantined rows whose timestamp did not map
 ID_COLUMNS = ("customer_id", "card_id", "merchant_id")
-CONTRACT_COLUMNS = (
-    "transaction_id",
-    "event_timestamp",
-    "customer_id",
-    "card_id",
-    "merchant_id",
-    "amount",
-    "is_fraud",
-    "fraud_scenario",
-    "label_available_at",
-)
 REQUIRED = ("transaction_id", "customer_id", "merchant_id", "amount", "is_fraud")
 OPTIONAL = ("card_id", "label_available_at", "fraud_scenario", "event_timestamp")
 # Nanoseconds per unit of numeric timestamps (offsets from `origin`, else from the epoch).
