@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("data_gen", "ingest", "features", "training", "serving")
+BENCHMARKS = ("data_gen", "ingest", "features", "training", "serving", "monitoring")
 
 
 def main() -> None:
