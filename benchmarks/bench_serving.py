@@ -223,6 +223,7 @@ def main(quick: bool = False) -> None:
     # As `make run` serves: HAProxy ingress, direct data plane (set before Ray starts).
     os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
     os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")  # 30 s
     root = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     bare = None
     try:

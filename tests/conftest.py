@@ -19,6 +19,11 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # Serve as `make run` serves: HAProxy ingress and the throughput-optimized data plane.
 os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
 os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+# Serve keeps draining replicas and proxies for at least 30 s at shutdown (time for a load
+# balancer to notice): every Serve test module's teardown waited for it. Nothing balances
+# load here.
+os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+os.environ.setdefault("RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S", "1")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

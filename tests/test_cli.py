@@ -29,7 +29,7 @@ def _partition(project: Path, day: str) -> pd.DataFrame:
     return pd.read_parquet(path).sort_values("transaction_id", ignore_index=True)
 
 
-def test_data_gen_runs_then_one_day_is_regenerated_identically(project):
+def test_data_gen_runs_then_one_day_is_regenerated_identically(project, ray_session):
     full = kedro(project, "--pipelines", "data_gen", "--params", SMALL)
     assert full.returncode == 0, full.stdout[-3000:] + full.stderr[-3000:]
     log = full.stdout + full.stderr
@@ -40,10 +40,17 @@ def test_data_gen_runs_then_one_day_is_regenerated_identically(project):
         assert (project / f"data/01_raw/{name}.parquet").exists()
     before = _partition(project, "2025-06-11")
 
+    address = ray_session.get_runtime_context().gcs_address  # joining a running cluster
     one = kedro(
-        project, "--pipelines", "data_gen", "--params", SMALL + ",data_gen.run_date=2025-06-11"
+        project,
+        "--pipelines",
+        "data_gen",
+        "--params",
+        SMALL + ",data_gen.run_date=2025-06-11",
+        env={"RAY_ADDRESS": address},
     )
     assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-3000:]
+    assert f"joined at {address}" in one.stdout + one.stderr
     pd.testing.assert_frame_equal(_partition(project, "2025-06-11"), before)
     assert len(list((project / "data/01_raw/transactions").glob("event_date=*"))) == 4
     assert (
@@ -166,12 +173,10 @@ def test_serving_pipeline_leaves_a_scorer_that_replays_a_day_consistently(traine
         assert summary["consistency"]["compared"] == 300
         assert summary["consistency"]["rows_with_mismatch"] == 0, summary["consistency"]
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait(20)
+        # SIGKILL: on SIGTERM `ray start --block` drains for up to 30 s; this head and its
+        # processes (one process group) hold nothing worth a graceful stop.
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait(20)
         # Serve's HAProxy runs in its own session and outlives a killed head (`ray stop`
         # stops it, but would stop the test session's cluster too).
         for pid in _haproxy_pids() - haproxies_before:

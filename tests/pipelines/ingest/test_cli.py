@@ -15,14 +15,11 @@ from tests.test_cli import kedro, scratch_project
 pytestmark = pytest.mark.slow
 
 FIXTURE = "data/fixtures/sparkov_sample.csv"
-# No dashboard (its fixed port may be taken by another run on this machine), 2 CPUs.
-LOCAL_RAY = "ray:\n  include_dashboard: false\n  num_cpus: 2\n  log_to_driver: false\n"
 
 
-def test_ingest_then_features_run_on_the_sparkov_sample(tmp_path):
+def test_ingest_then_features_run_on_the_sparkov_sample(tmp_path, ray_session):
     """The shipped parameters on the committed sample replace what data_gen left behind."""
     project = scratch_project(tmp_path / "project")
-    (project / "conf/local/ray.yml").write_text(LOCAL_RAY)
     (project / FIXTURE).parent.mkdir(parents=True)
     shutil.copy(PROJECT_ROOT / FIXTURE, project / FIXTURE)
     raw = project / "data/01_raw"
@@ -30,7 +27,8 @@ def test_ingest_then_features_run_on_the_sparkov_sample(tmp_path):
     stale.mkdir(parents=True)
     pd.read_csv(project / FIXTURE).head(3).to_parquet(stale / "part-00000-0.parquet")
 
-    run = kedro(project, "--pipelines", "ingest,features")
+    address = ray_session.get_runtime_context().gcs_address  # the session's cluster
+    run = kedro(project, "--pipelines", "ingest,features", env={"RAY_ADDRESS": address})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
     summary = json.loads((project / "data/08_reporting/ingest_summary.json").read_text())
