@@ -56,6 +56,8 @@ def prepare_day(day: str | None, project_path: str = ".", env: str = "base") -> 
     customers = pd.read_parquet(feast["sources"]["customer_snapshots"])
     merchants = pd.read_parquet(feast["sources"]["merchant_snapshots"])
     midnight = pd.Timestamp(day, tz="UTC") if day else customers["snapshot_ts"].max()
+    if day:  # the replayed day starts empty: no running state left by another replay
+        fs.clear_view(store, "customer_today")
     return fs.load_day(store, customers, merchants, midnight)
 
 

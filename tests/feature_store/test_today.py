@@ -61,6 +61,30 @@ def assert_appends_are_exact(store, other) -> None:
         t.join()
     assert len(_state(store, second)["tx_keys"][0]) == 50
 
+    # A replay starts with an empty customer_today; the snapshots stay as they were.
+    merchants = np.array([first, second], np.int64)
+    view = store.get_feature_view("merchant_snapshot")
+    fs.write_online(
+        store,
+        view,
+        pd.DataFrame(
+            {
+                "merchant_id": merchants,
+                "snapshot_ts": NOON.normalize(),
+                **{f.name: [3, 4] if "count" in f.name else [0.25, 0.5] for f in view.features},
+            }
+        ),
+    )
+    before = fs.read_online(store, "merchant_snapshot", "merchant_id", merchants)
+    assert before["merchant_tx_count_30d"].tolist() == [3, 4]
+    fs.clear_view(store, "customer_today")
+    assert _state(store, first)["day"] == [None] and _state(store, second)["day"] == [None]
+    pd.testing.assert_frame_equal(
+        fs.read_online(store, "merchant_snapshot", "merchant_id", merchants), before
+    )
+    today.append_today(other, _rows(["e"], customer=first))  # and takes appends again
+    assert len(_state(store, first)["tx_ns"][0]) == 1
+
 
 def test_packed_sqlite_appends(tmp_path, snapshots):
     from tests.feature_store.conftest import make_repo  # noqa: PLC0415

@@ -320,6 +320,16 @@ class PackedSqliteOnlineStore(OnlineStore):
         return self._conn
 
 
+def provider_online_store(store: Any) -> OnlineStore:
+    """The online store object a FeatureStore's provider reads with (its connection)."""
+    from feast.infra.online_stores.helpers import get_online_store_from_config  # noqa: PLC0415
+
+    provider = store._get_provider()
+    return getattr(provider, "online_store", None) or get_online_store_from_config(
+        store.config.online_store
+    )
+
+
 def _layout(view: FeatureView) -> list[tuple[str, str]]:
     """The view's (feature, kind) pairs in schema order."""
     if len(view.features) > _MAX_FEATURES:

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 from feast import FeatureStore
-from feast.infra.online_stores.helpers import get_online_store_from_config
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type
@@ -23,6 +22,7 @@ from payments_ml.feature_store.online_store import (
     _decode,
     _int64_entity_keys,
     _layout,
+    provider_online_store,
 )
 
 
@@ -38,10 +38,7 @@ class OnlineReader:
         self.store = store
         self.config = store.config
         self.views = {name: (store.get_feature_view(name), key) for name, key in views.items()}
-        provider = store._get_provider()
-        self.online = getattr(provider, "online_store", None) or get_online_store_from_config(
-            store.config.online_store
-        )
+        self.online = provider_online_store(store)
 
     def view(self, name: str) -> Any:
         """The resolved FeatureView ``name``."""

@@ -18,7 +18,7 @@ from feast.types import Array, Float64, Int64
 
 from payments_ml.feature_store.entities import customer, merchant
 from payments_ml.feature_store.online_store import TYPE as PACKED_SQLITE
-from payments_ml.feature_store.online_store import PackedSqliteOnlineStore
+from payments_ml.feature_store.online_store import PackedSqliteOnlineStore, provider_online_store
 from payments_ml.feature_store.services import fraud_model_v1
 from payments_ml.feature_store.sources import (
     customer_snapshots_source,
@@ -191,6 +191,19 @@ def load_day(
         both = pd.concat([known[[key, *names, "snapshot_ts"]], empty], ignore_index=True)
         written[view_name] = write_online(store, view, both)
     return written
+
+
+def clear_view(store: FeatureStore, name: str) -> None:
+    """Empty one view of the online store (every entity), leaving the other views.
+
+    Replaying a past day starts from that night's snapshot and an empty
+    ``customer_today``: running state left by another replay (a later day, say) would
+    make the scorer skip the replayed transactions as "yesterday's".
+    """
+    view = store.get_feature_view(name)
+    online = provider_online_store(store)
+    online.update(store.config, [view], [], [], [], partial=True)  # drop the view's rows
+    online.update(store.config, [], [view], [], [], partial=True)  # and make it anew
 
 
 def latest_rows(rows: pd.DataFrame, join_key: str) -> pd.DataFrame:

@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 from feast import FeatureStore, FeatureView
-from feast.infra.online_stores.helpers import get_online_store_from_config
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import DoubleList, Int64List
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from payments_ml.feature_store.online_store import PackedSqliteOnlineStore
+from payments_ml.feature_store.online_store import PackedSqliteOnlineStore, provider_online_store
 from payments_ml.features.windows import day_of, to_ns
 
 logger = logging.getLogger(__name__)
@@ -92,10 +91,7 @@ def append_today(
         entries.setdefault(i, []).append((day, stamp, amount, transaction_key(tx_id)))
     updates = {customer: _merger(group) for customer, group in entries.items()}
     if online is None:  # the provider's instance: the connection the reads use
-        provider = store._get_provider()
-        online = getattr(provider, "online_store", None) or get_online_store_from_config(
-            store.config.online_store
-        )
+        online = provider_online_store(store)
     if isinstance(online, PackedSqliteOnlineStore):
         return online.update_rows(store.config, view, "customer_id", updates)
     if type(online).__name__ == "RedisOnlineStore":
