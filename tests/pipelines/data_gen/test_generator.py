@@ -267,3 +267,12 @@ def test_corruption_injects_each_defect(base_params):
     assert (day["label_available_at"] < day["event_timestamp"]).sum() > 0
     clean = g.generate_day(_world(copy.deepcopy(base_params) | {"corruption_rate": 0.0}), START)
     assert clean["transaction_id"].is_unique and clean["amount"].gt(0).all()
+
+
+def test_times_are_whole_microseconds(four_weeks):
+    """As the scoring API's ISO timestamps carry them: a replay then sees the same times."""
+    for column in ("event_timestamp", "label_available_at"):
+        ns = four_weeks[column].to_numpy("datetime64[ns]").view(np.int64)
+        assert (ns % 1_000 == 0).all(), column
+    burst = four_weeks[four_weeks["fraud_scenario"] == "card_testing"]
+    assert len(burst) > 0  # the scenario whose seconds-apart steps were sub-microsecond

@@ -549,9 +549,10 @@ def generate_day(world: World, day: dt.date) -> pd.DataFrame:
 
 
 def _utc(ns: np.ndarray) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("datetime64[ns]")).tz_localize(
-        "UTC"
-    )
+    """UTC times to the microsecond: what an authorisation log records, and what ISO
+    timestamps in the scoring API carry (Python datetimes stop at microseconds)."""
+    micros = np.asarray(ns, dtype=np.int64) // 1_000 * 1_000
+    return pd.DatetimeIndex(micros.view("datetime64[ns]")).tz_localize("UTC")
 
 
 def _to_contract(world: World, rows: Rows, day: dt.date) -> pd.DataFrame:
