@@ -25,3 +25,17 @@ def test_unknown_ray_data_settings_are_named(ray_session):
 
     with pytest.raises(ValueError, match="unknown DataContext field 'no_such_knob'"):
         _configure_data({"no_such_knob": 1})
+
+
+def test_a_busy_dashboard_port_says_how_to_join_the_running_cluster(monkeypatch):
+    """`kedro run` beside `make run`'s head: the message names RAY_ADDRESS and make stop."""
+    import ray  # noqa: PLC0415
+
+    def busy(**kwargs):
+        raise ValueError("Failed to bind to 127.0.0.1:8265 because it's already occupied.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", busy)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    with pytest.raises(ConnectionError, match=r"RAY_ADDRESS=127\.0\.0\.1:6379.*make stop"):
+        connect_ray({"address": None, "dashboard_port": 8265})

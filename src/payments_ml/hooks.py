@@ -56,6 +56,14 @@ def connect_ray(config: dict[str, Any]) -> bool:
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
         context = ray.init(**kwargs)
+    except ValueError as err:  # a local start whose dashboard port is taken
+        ray.shutdown()  # what it started before failing (GCS, raylet) goes too
+        raise ConnectionError(
+            f"Could not start a local Ray cluster: {err}. Another Ray cluster probably runs "
+            "on this machine (`make run` leaves one up): join it with "
+            "RAY_ADDRESS=127.0.0.1:6379, stop it with `make stop`, or set "
+            "ray.dashboard_port in conf/local/ray.yml."
+        ) from err
     except (ConnectionError, RuntimeError) as err:
         raise ConnectionError(
             f"Could not connect to the Ray cluster at {address!r}: {err}. Start one with "
