@@ -116,8 +116,6 @@ def check_same(
 
 def main(quick: bool = False) -> None:
     sizes = {"100k": 100_000} if quick else SIZES
-    if ray.is_initialized():
-        ray.shutdown()  # an earlier benchmark's cluster in this process: start a fresh one
     startup = None
     table, source = [], []
     try:

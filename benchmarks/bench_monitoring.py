@@ -166,8 +166,6 @@ def _timed_runs(run: Any, *args: Any) -> tuple[float, list[float], pd.DataFrame]
 
 def main(quick: bool = False) -> None:
     sizes = {"100k": 1_000} if quick else SIZES
-    if ray.is_initialized():
-        ray.shutdown()  # an earlier benchmark's cluster in this process: start a fresh one
     startup = None
     table, notes = [], []
     try:
