@@ -25,9 +25,14 @@ TRAIN_SMALL = (
 
 
 def scratch_project(root: Path) -> Path:
-    """A copy of the project's code and configuration, without data or conf/local."""
+    """A copy of the project's code and configuration, without data or conf/local.
+
+    Its local Ray clusters start without a dashboard: port 8265 may belong to the head
+    `make run` left up, and the suite must pass beside it.
+    """
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
+    (root / "conf" / "local" / "ray.yml").write_text("ray:\n  include_dashboard: false\n")
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
     shutil.copytree(
         PROJECT_ROOT / "src",
