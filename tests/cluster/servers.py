@@ -109,6 +109,25 @@ def start_ray_node(temp_dir: Path, num_cpus: int, head: RayNode | None = None) -
     return RayNode(process, temp_dir, address, dashboard_url)
 
 
+def start_ray_head(temp_dir: Path, num_cpus: int, attempts: int = 2) -> RayNode:
+    """A Ray head that is up, with one more try when `ray start` times out.
+
+    On 2 busy cores, `ray start` sometimes gives up waiting for its raylet to register
+    with the GCS (30 s, fixed in Ray); a second start on fresh ports then succeeds.
+    """
+    for attempt in range(1, attempts + 1):
+        head = start_ray_node(temp_dir / f"head-{attempt}", num_cpus)
+        try:
+            wait_for_nodes(head, 1)
+            return head
+        except AssertionError:
+            start_failed = head.process.poll() is not None  # `ray start` gave up
+            stop_ray_nodes(head)  # and what it left running (GCS, raylet)
+            if not start_failed or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
 def wait_for_nodes(head: RayNode, count: int, timeout: float = 120) -> list[Any]:
     """Wait until the cluster has ``count`` alive nodes; returns them (state API)."""
     from ray.util.state import list_nodes  # noqa: PLC0415
@@ -192,7 +211,9 @@ def start_mlflow_server(root: Path) -> MlflowServer:
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+        # No job runner (7 huey worker processes): tracking and registry are all we need.
+        env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     log.close()
     return MlflowServer(process, f"http://127.0.0.1:{port}", root)

@@ -24,6 +24,7 @@ from tests.cluster.servers import (
     MlflowServer,
     kill_processes_mentioning,
     start_mlflow_server,
+    start_ray_head,
     start_ray_node,
     stop_process_group,
     stop_ray_nodes,
@@ -69,7 +70,8 @@ def cluster_run(tmp_path_factory) -> ClusterRun:
     ray_tmp = Path(tempfile.mkdtemp(prefix="pml-ray-"))
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, ray_tmp, ignore_errors=True)
-        head = start_ray_node(ray_tmp / "head", num_cpus=1)
+        # The head first, alone: its start is what suffers from a busy machine.
+        head = start_ray_head(ray_tmp, num_cpus=1)
         nodes = [head]
         stack.callback(lambda: stop_ray_nodes(*nodes))
         mlflow = start_mlflow_server(tmp / "mlflow")
@@ -77,7 +79,6 @@ def cluster_run(tmp_path_factory) -> ClusterRun:
         redis_port = free_port()
         redis = start_redis(redis_port)
         stack.callback(lambda: (redis.kill(), redis.wait(10)))
-        wait_for_nodes(head, 1)
         nodes.append(start_ray_node(ray_tmp / "worker", num_cpus=1, head=head))
         alive = wait_for_nodes(head, 2)
         wait_for_mlflow(mlflow)
