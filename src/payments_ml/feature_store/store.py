@@ -71,7 +71,7 @@ def resolved(config: dict[str, Any], root: Path | None = None) -> dict[str, Any]
     base = (root or Path.cwd()).resolve()
 
     def absolute(path: str) -> str:
-        return path if "://" in path or Path(path).is_absolute() else str(base / path)
+        return absolute_path(path, base)
 
     out = {**config, "registry": absolute(config["registry"])}
     out["sources"] = {name: absolute(path) for name, path in config["sources"].items()}
@@ -80,6 +80,13 @@ def resolved(config: dict[str, Any], root: Path | None = None) -> dict[str, Any]
         online["path"] = absolute(online["path"])
     out["online_store"] = online
     return out
+
+
+def absolute_path(path: str | None, root: Path) -> str | None:
+    """``path`` anchored at ``root`` (absolute paths, URIs such as s3://... and None stay)."""
+    if not path or "://" in path or Path(path).is_absolute():
+        return path
+    return str(root.resolve() / path)
 
 
 def definitions(config: dict[str, Any]) -> dict[str, Any]:

@@ -24,13 +24,13 @@ from payments_ml.serving.schemas import (
     BatchScore,
     Score,
     Transaction,
+    transaction_columns,
 )
 from payments_ml.serving.score_log import ScoreLog
 from payments_ml.serving.scorer import Scorer, StoreUnavailable
 from payments_ml.training.model import FraudModel
 
 logger = logging.getLogger(__name__)
-_FIELDS = list(Transaction.model_fields)
 _SCORING = ("/score", "/score/batch")
 _MEASURED = (*_SCORING, "/health")
 _DASHBOARD = (Path(__file__).with_name("dashboard.html")).read_text(encoding="utf-8")
@@ -221,9 +221,8 @@ class FraudScorer:
         )
 
     def _score(self, transactions: list[Transaction]) -> list[dict[str, Any]]:
-        columns = {name: [getattr(t, name) for t in transactions] for name in _FIELDS}
         try:
-            results = self.scorer.score(columns)
+            results = self.scorer.score(transaction_columns(transactions))
         except StoreUnavailable as error:
             logger.warning("Scoring refused: %s", error)
             raise HTTPException(
@@ -272,7 +271,7 @@ def project_settings(project_path: str, env: str = "base") -> dict[str, Any]:
     """The tracking URI and Feast settings of a Kedro project's configuration."""
     from kedro.config import OmegaConfigLoader  # noqa: PLC0415
 
-    from payments_ml.feature_store.store import resolved  # noqa: PLC0415
+    from payments_ml.feature_store.store import absolute_path, resolved  # noqa: PLC0415
     from payments_ml.settings import CONFIG_LOADER_ARGS  # noqa: PLC0415
 
     root = Path(project_path).resolve()
@@ -290,13 +289,6 @@ def project_settings(project_path: str, env: str = "base") -> dict[str, Any]:
         "score_log": serving.get("score_log"),
         "alerts_path": absolute_path(serving.get("alerts_path"), root),
     }
-
-
-def absolute_path(path: str | None, root: Path) -> str | None:
-    """``path`` anchored at the project ``root`` (URIs such as s3://... stay as they are)."""
-    if not path or "://" in path:
-        return path
-    return str(path if Path(path).is_absolute() else (root / path).resolve())
 
 
 MODEL_URI = "models:/fraud_model@champion"

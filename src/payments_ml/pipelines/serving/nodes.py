@@ -25,9 +25,9 @@ def deploy_scorer(
     import mlflow  # noqa: PLC0415
     from ray import serve  # noqa: PLC0415
 
-    from payments_ml.feature_store.store import resolved  # noqa: PLC0415
+    from payments_ml.feature_store.store import absolute_path, resolved  # noqa: PLC0415
     from payments_ml.hooks import cluster_outlives_run  # noqa: PLC0415
-    from payments_ml.serving.app import absolute_path, build_app  # noqa: PLC0415
+    from payments_ml.serving.app import build_app  # noqa: PLC0415
 
     if not cluster_outlives_run():
         raise RuntimeError(
