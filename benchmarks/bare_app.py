@@ -14,18 +14,23 @@ import uvicorn
 from fastapi import FastAPI
 
 from payments_ml.feature_store.store import open_store
-from payments_ml.serving.schemas import BatchRequest, BatchScore, Score, Transaction
+from payments_ml.serving.schemas import (
+    BatchRequest,
+    BatchScore,
+    Score,
+    Transaction,
+    transaction_columns,
+)
 from payments_ml.serving.scorer import Scorer
 from payments_ml.training.model import FraudModel
 
 
 def create_app(model: FraudModel, feast: dict[str, Any]) -> FastAPI:
     scorer = Scorer(model, open_store(feast))
-    fields = list(Transaction.model_fields)
     app = FastAPI()
 
     def score(transactions: list[Transaction]) -> list[dict[str, Any]]:
-        return scorer.score({n: [getattr(t, n) for t in transactions] for n in fields})
+        return scorer.score(transaction_columns(transactions))
 
     @app.post("/score", response_model=Score)
     def score_one(transaction: Transaction) -> dict[str, Any]:

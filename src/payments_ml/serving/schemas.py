@@ -28,6 +28,11 @@ class Transaction(BaseModel):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def transaction_columns(transactions: list[Transaction]) -> dict[str, list]:
+    """The transactions as columns (what the Scorer takes): no DataFrame per request."""
+    return {name: [getattr(t, name) for t in transactions] for name in Transaction.model_fields}
+
+
 class BatchRequest(BaseModel):
     """Several transactions, answered in the same order."""
 
