@@ -30,12 +30,11 @@ import pyarrow.compute as pc
 
 from payments_ml.contracts import CONTRACT_COLUMNS  # their null rates are measured
 from payments_ml.monitoring import psi as psi_lib
-from payments_ml.monitoring.alerts import Alert, Rule, check
+from payments_ml.monitoring.alerts import Alert, Rule, check, iso_utc
 
 logger = logging.getLogger(__name__)
 
 QUANTILES = {"amount_p50": 0.5, "amount_p95": 0.95, "amount_p99": 0.99}
-_NS_DAY = 86_400 * 10**9
 
 
 def amount_edges(histogram: Mapping[str, float]) -> np.ndarray:
@@ -48,6 +47,17 @@ def amount_edges(histogram: Mapping[str, float]) -> np.ndarray:
             f"got min={low}, max={high}, bins_per_decade={per_decade}"
         )
     return np.geomspace(low, high, round(np.log10(high / low) * per_decade) + 1)
+
+
+def require_contract_columns(names: list[str], quarantined: bool) -> None:
+    """Raise, naming the dataset and what to do, when a contract column is missing."""
+    missing = [c for c in CONTRACT_COLUMNS if c not in names]
+    if missing:
+        raise ValueError(
+            f"{'transactions_quarantine' if quarantined else 'raw_transactions'} lacks "
+            f"contract columns {missing}; regenerate it (`kedro run --pipelines data_gen`) "
+            "or map them in the ingest parameters"
+        )
 
 
 def day_partials(
@@ -67,13 +77,7 @@ def day_partials(
     Raises:
         ValueError: When a contract column is missing.
     """
-    missing = [c for c in CONTRACT_COLUMNS if c not in block.column_names]
-    if missing:
-        raise ValueError(
-            f"{'transactions_quarantine' if quarantined else 'raw_transactions'} lacks "
-            f"contract columns {missing}; regenerate it (`kedro run --pipelines data_gen`) "
-            "or map them in the ingest parameters"
-        )
+    require_contract_columns(block.column_names, quarantined)
     encoded = pc.dictionary_encode(_event_dates(block)).combine_chunks()
     codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
     n_days = len(encoded.dictionary)
@@ -212,7 +216,7 @@ def apply_late_rows(
         state.
     """
     seen: dict[str, Any] = dict(state.get("days", {}))
-    stamp = as_of.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    stamp = iso_utc(as_of)
     late, new = [], []
     for day, rows, complete in daily[["event_date", "rows_arrived", "complete"]].itertuples(
         index=False

@@ -181,13 +181,7 @@ def _partials(
     dataset: ray.data.Dataset, quarantined: bool, edges: np.ndarray, as_of: dt.datetime
 ) -> list[pa.Table]:
     names = dataset.schema().names
-    missing = [c for c in qu.CONTRACT_COLUMNS if c not in names]
-    if missing:
-        source = "transactions_quarantine" if quarantined else "raw_transactions"
-        raise ValueError(
-            f"{source} lacks contract columns {missing}; regenerate it "
-            "(`kedro run --pipelines data_gen`) or map them in the ingest parameters"
-        )
+    qu.require_contract_columns(names, quarantined)
     wanted = [*qu.CONTRACT_COLUMNS, *(["event_date"] if "event_date" in names else [])]
     reduced = dataset.select_columns(wanted).map_batches(
         qu.day_partials,
