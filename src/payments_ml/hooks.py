@@ -57,6 +57,8 @@ def connect_ray(config: dict[str, Any]) -> bool:
     try:
         context = ray.init(**kwargs)
     except ValueError as err:  # a local start whose dashboard port is taken
+        if kwargs["address"] != "local":
+            raise
         ray.shutdown()  # what it started before failing (GCS, raylet) goes too
         raise ConnectionError(
             f"Could not start a local Ray cluster: {err}. Another Ray cluster probably runs "
