@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import free_port
-from tests.project import SMALL, kedro, scratch_project  # noqa: F401 (re-exported)
+from tests.project import SMALL, kedro, scratch_project
 
 pytestmark = pytest.mark.slow
 

@@ -33,7 +33,7 @@ from tests.cluster.servers import (
 )
 from tests.conftest import free_port
 from tests.feature_store.redis_server import start_redis
-from tests.test_cli import kedro, scratch_project
+from tests.project import kedro, scratch_project
 
 pytestmark = pytest.mark.slow
 

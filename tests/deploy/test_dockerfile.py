@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, free_port
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 
@@ -178,11 +178,7 @@ def test_healthcheck_command_judges_the_health_route(status, body, healthy):
 
 
 def test_healthcheck_fails_when_nothing_listens():
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens on it
     command = _healthcheck_command()
     command = [sys.executable, *command[1:-1], command[-1].replace(":8000/", f":{port}/")]
     assert subprocess.run(command, capture_output=True, timeout=30, check=False).returncode != 0

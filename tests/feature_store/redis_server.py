@@ -7,15 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import free_port
 from tests.system_packages import require
-
-__all__ = ["free_port", "redis_server_binary", "start_redis"]
-
-
-def redis_server_binary() -> str:
-    """redis-server's path (installed with apt-get by the session when missing)."""
-    return require("redis-server")
 
 
 def start_redis(port: int) -> subprocess.Popen:
@@ -24,7 +16,7 @@ def start_redis(port: int) -> subprocess.Popen:
 
     server = subprocess.Popen(
         [
-            redis_server_binary(),
+            require("redis-server"),  # installed by the session when missing
             "--port",
             str(port),
             "--bind",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.conftest import free_port
 from tests.feature_store.conftest import assert_bad_input_writes_nothing, feast_config
-from tests.feature_store.redis_server import free_port, start_redis
+from tests.feature_store.redis_server import start_redis
 
 pytestmark = pytest.mark.slow
 

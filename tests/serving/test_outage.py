@@ -7,7 +7,8 @@ import time
 import pytest
 import requests
 
-from tests.feature_store.redis_server import free_port, start_redis
+from tests.conftest import free_port
+from tests.feature_store.redis_server import start_redis
 from tests.serving.conftest import stop_serve
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT
 from tests.pipelines.ingest.sparkov import SAMPLE_DEFECTS
-from tests.test_cli import kedro, scratch_project
+from tests.project import kedro, scratch_project
 
 pytestmark = pytest.mark.slow
 
