@@ -85,10 +85,10 @@ def measure_drift(
     windows = time_split(int(days.min()), int(days.max()), training_params)
     train = _iso([windows["fit"][0], windows["valid"][1]])
     recent = _iso([int(days.max()) - drift["recent_days"] + 1, int(days.max())])
-    reference_rows = _between(training_set, train)
+    reference_rows = _between(training_set, days, train)
     features = dr.feature_drift(
         reference_rows,
-        _between(training_set, recent),
+        _between(training_set, days, recent),
         FEATURES,
         drift["psi_bins"],
         drift["min_rows"],
@@ -102,6 +102,7 @@ def measure_drift(
         served,
         training_set,
         reference_rows,
+        days=days,
         test_window=_iso(windows["test"]),
         drift=drift,
         model_name=training_params["registry"]["model_name"],
@@ -201,6 +202,7 @@ def _score_drift(
     training_set: pd.DataFrame,
     reference_rows: pd.DataFrame,
     *,
+    days: np.ndarray,
     test_window: list[str],
     drift: dict[str, Any],
     model_name: str,
@@ -229,7 +231,7 @@ def _score_drift(
         reason = f"model version {version!r} of the scored rows could not be loaded"
         return {"status": "skipped", "reason": reason, "model_version": version}, served_features
     test = list(model.metadata.get("test_window") or test_window)
-    scores = model.predict_proba(_between(training_set, test))
+    scores = model.predict_proba(_between(training_set, days, test))
     score = dr.score_drift(
         scores,
         served["fraud_probability"].to_numpy(np.float64),
@@ -247,10 +249,10 @@ def _score_drift(
     return score, served_features
 
 
-def _between(rows: pd.DataFrame, window: list[str]) -> pd.DataFrame:
-    """Rows whose event day is within ``window`` (ISO dates, both included)."""
+def _between(rows: pd.DataFrame, days: np.ndarray, window: list[str]) -> pd.DataFrame:
+    """Rows whose event day (``days``, computed once per node) is within ``window``
+    (ISO dates, both included)."""
     first, last = (pd.Timestamp(day, tz="UTC").value // fw.NS_DAY for day in window)
-    days = fw.day_of(fw.to_ns(rows["event_timestamp"]))
     return rows[(days >= first) & (days <= last)]
 
 
