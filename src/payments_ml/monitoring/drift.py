@@ -27,7 +27,14 @@ from payments_ml.monitoring.alerts import Alert, Rule, check
 
 logger = logging.getLogger(__name__)
 
-DRIFT_METRICS = ("feature_psi", "score_psi", "served_feature_psi")
+# Section of the drift report -> the metric its rules judge.
+DRIFT_SECTIONS = {
+    "feature_drift": "feature_psi",
+    "score_drift": "score_psi",
+    "served_feature_drift": "served_feature_psi",
+}
+PER_FEATURE_SECTIONS = {k: v for k, v in DRIFT_SECTIONS.items() if k != "score_drift"}
+DRIFT_METRICS = tuple(DRIFT_SECTIONS.values())
 DECISIONS = ("approve", "review", "decline")
 
 
@@ -139,10 +146,7 @@ def recent_scored(
 def drift_alerts(drift: Mapping[str, Any], rules: Mapping[str, Rule]) -> list[Alert]:
     """Alerts of the drift report: per-feature and score PSI rules."""
     found: list[Alert | None] = []
-    sections = {
-        "feature_psi": drift.get("feature_drift", {}),
-        "served_feature_psi": drift.get("served_feature_drift", {}),
-    }
+    sections = {metric: drift.get(name, {}) for name, metric in PER_FEATURE_SECTIONS.items()}
     for rule in rules.values():
         if rule.metric in sections:
             section = sections[rule.metric]

@@ -285,11 +285,7 @@ def _skipped(drift: dict[str, Any]) -> list[al.Alert]:
             rule=metric,
             message=f"{section.replace('_', ' ')} not checked: {drift[section]['reason']}",
         )
-        for section, metric in (
-            ("feature_drift", "feature_psi"),
-            ("score_drift", "score_psi"),
-            ("served_feature_drift", "served_feature_psi"),
-        )
+        for section, metric in dr.DRIFT_SECTIONS.items()
         if drift.get(section, {}).get("status") == "skipped"
     ]
 
@@ -309,8 +305,7 @@ def _mlflow_metrics(drift: dict[str, Any], counts: dict[str, int]) -> dict[str, 
         "alerts_critical": counts["critical"],
         "alerts_warning": counts["warning"],
     }
-    sections = {"feature_drift": "feature_psi", "served_feature_drift": "served_feature_psi"}
-    for section, name in sections.items():
+    for section, name in dr.PER_FEATURE_SECTIONS.items():
         psi = drift.get(section, {}).get("psi", {})
         values.update({f"{name}.{feature}": value for feature, value in psi.items()})
         if psi:
