@@ -42,16 +42,22 @@ def scratch_project(root: Path) -> Path:
     return root
 
 
-def kedro(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`kedro run` in ``project``; a local Ray cluster unless ``env`` gives RAY_ADDRESS."""
-    full_env = os.environ | {
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a project subprocess: no telemetry, and no Ray or
+    MLflow address inherited (the project's own configuration decides), plus ``extra``."""
+    env = os.environ | {
         "KEDRO_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
-        "COLUMNS": "200",
     }
     for name in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        full_env.pop(name, None)  # the project's own configuration decides
-    env = full_env | (env or {})
+        env.pop(name, None)
+    return env | extra
+
+
+def kedro(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`kedro run` in ``project``; a local Ray cluster unless ``env`` gives RAY_ADDRESS."""
+    env = clean_env(COLUMNS="200") | (env or {})
     kedro_bin = Path(sys.executable).with_name("kedro")
     return subprocess.run(
         [str(kedro_bin), "run", *args],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import nbformat
@@ -12,6 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import PROJECT_ROOT, free_port
+from tests.project import clean_env
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "walkthrough.ipynb"
 
@@ -58,13 +58,10 @@ def test_walkthrough_runs_and_scores_in_process_without_a_scorer(trained_project
     (project / "notebooks").mkdir(exist_ok=True)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     scorer_url = f"http://127.0.0.1:{free_port()}"
-    env = os.environ | {
-        "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address,
-        "PAYMENTS_ML_SCORER_URL": scorer_url,
-        "KEDRO_DISABLE_TELEMETRY": "true",
-    }
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        env.pop(name, None)  # the project's mlflow.yml decides, as in a user's kernel
+    env = clean_env(  # the project's mlflow.yml decides, as in a user's kernel
+        RAY_ADDRESS=ray_session.get_runtime_context().gcs_address,
+        PAYMENTS_ML_SCORER_URL=scorer_url,
+    )
     client = NotebookClient(
         notebook,
         timeout=300,

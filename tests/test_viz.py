@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,18 +13,11 @@ import pytest
 import requests
 
 from tests.conftest import free_port
-from tests.project import scratch_project
+from tests.project import clean_env, scratch_project
 
 pytestmark = pytest.mark.slow
 
 KEDRO = Path(sys.executable).with_name("kedro")
-
-
-def _env() -> dict[str, str]:
-    env = os.environ | {"KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
-    for name in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        env.pop(name, None)
-    return env
 
 
 def test_kedro_viz_build_shows_every_registered_pipeline(tmp_path):
@@ -43,7 +35,7 @@ def test_kedro_viz_build_shows_every_registered_pipeline(tmp_path):
             "print(json.dumps({k: sorted(n.name for n in p.nodes) for k, p in pipelines.items()}))",
         ],
         cwd=project,
-        env=_env(),
+        env=clean_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -57,7 +49,7 @@ def test_kedro_viz_build_shows_every_registered_pipeline(tmp_path):
     build = subprocess.run(
         [str(KEDRO), "viz", "build"],
         cwd=project,
-        env=_env(),
+        env=clean_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -99,7 +91,7 @@ def test_feast_ui_serves_the_projects_registry_on_localhost(tmp_path):
         server = subprocess.Popen(
             [sys.executable, "-m", "payments_ml.feature_store", "ui", "--port", str(port)],
             cwd=project,
-            env=_env(),
+            env=clean_env(),
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,

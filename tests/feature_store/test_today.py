@@ -86,16 +86,11 @@ def assert_appends_are_exact(store, other) -> None:
     assert len(_state(store, first)["tx_ns"][0]) == 1
 
 
-def test_packed_sqlite_appends(tmp_path, snapshots):
+@pytest.mark.parametrize("online_type", ["packed_sqlite", "sqlite"])
+def test_appends(tmp_path, snapshots, online_type):
+    """The packed store's atomic update, and Feast's own SQLite store through the generic
+    read-then-write path (one writer at a time)."""
     from tests.feature_store.conftest import make_repo  # noqa: PLC0415
 
-    repo = make_repo(tmp_path, snapshots, "packed_sqlite")
-    assert_appends_are_exact(repo["store"], fs.open_store(repo["config"]))
-
-
-def test_feast_sqlite_appends(tmp_path, snapshots):
-    """Feast's own SQLite store: the generic read-then-write path, one writer at a time."""
-    from tests.feature_store.conftest import make_repo  # noqa: PLC0415
-
-    repo = make_repo(tmp_path, snapshots, "sqlite")
+    repo = make_repo(tmp_path, snapshots, online_type)
     assert_appends_are_exact(repo["store"], fs.open_store(repo["config"]))
