@@ -31,7 +31,9 @@ def test_records_round_trip_values_nulls_and_arrays():
             "b": [None, [0.25], [1e300, -1e-300]],
         }
     )
-    decoded = [packed._decode(layout, record) for record in packed._encode(layout, rows)]
+    decoded = [
+        packed.decode_record(layout, record) for record in packed.encode_records(layout, rows)
+    ]
     assert decoded == [
         {"n": -(2**62), "x": 1.5, "a": [1, -2, 3], "b": None},
         {"n": None, "x": None, "a": [], "b": [0.25]},
@@ -43,7 +45,7 @@ def test_records_round_trip_values_nulls_and_arrays():
         {"n": None, "x": float("nan"), "a": [], "b": [0.25]},
         {"n": 7, "x": -0.0, "a": None, "b": [1e300, -1e-300]},
     ]
-    assert [packed._encode_row(layout, d) for d in dicts] == packed._encode(layout, rows)
+    assert [packed.encode_record(layout, d) for d in dicts] == packed.encode_records(layout, rows)
 
 
 def test_entity_keys_are_feasts_own(packed_repo):
@@ -54,7 +56,7 @@ def test_entity_keys_are_feasts_own(packed_repo):
 
     config = packed_repo["store"].config
     ids = np.array([0, 1, -5, 2**40, 2**63 - 1], np.int64)
-    keys = packed._int64_entity_keys(config, "customer_id", ids)
+    keys = packed.int64_entity_keys(config, "customer_id", ids)
     assert keys == [
         serialize_entity_key(
             EntityKey(join_keys=["customer_id"], entity_values=[Value(int64_val=int(v))]),
@@ -113,4 +115,4 @@ def test_unsupported_feature_types_are_named(packed_repo):
     view = packed_repo["store"].get_feature_view("merchant_snapshot").__copy__()
     view.features = [*view.features, Field(name="segment", dtype=String)]
     with pytest.raises(ValueError, match="feature 'segment' has type String.*'sqlite'"):
-        packed._layout(view)
+        packed.record_layout(view)

@@ -16,17 +16,25 @@ Record layout, little-endian, for the view's features in schema order:
 The table remembers the layout it was created for; ``update`` (run by ``feast apply``)
 recreates a table whose view changed, so a record is never read with the wrong layout.
 The last write wins, as in Feast's SQLite store, so replaying an older day is possible.
+
+Each view lives in its own database file beside ``path`` (``online_store.db`` holds
+nothing; ``online_store.customer_snapshot.db`` holds that view): SQLite has one writer
+per file, so the nightly write of millions of snapshot rows never blocks the scorer's
+appends to ``customer_today``. Only ``update`` (``feast apply``) creates a file; every
+other call opens it read-write and fails if it is missing, so a moved or deleted store
+is an error, never an empty store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import sqlite3
 import struct
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -60,7 +68,7 @@ _PROTO_FIELD = {
     "float64[]": "double_list_val",
 }
 _MAX_FEATURES = 64  # the null mask is one uint64
-_UPSERT = (
+UPSERT = (
     "INSERT INTO {table} VALUES (?, ?, ?, ?) ON CONFLICT(entity_key) DO UPDATE SET "
     "record = excluded.record, event_ts = excluded.event_ts, created_ts = excluded.created_ts"
 )
@@ -78,9 +86,8 @@ class PackedSqliteOnlineStore(OnlineStore):
 
     def __init__(self) -> None:
         super().__init__()
-        self._conn: sqlite3.Connection | None = None
-        self._conn_path: str | None = None
-        self._lock = threading.RLock()  # the connection is shared by this process's threads
+        self._conns: dict[str, sqlite3.Connection] = {}
+        self._lock = threading.RLock()  # the connections are shared by this process's threads
 
     # -- Feast's interface -------------------------------------------------------------
     def online_write_batch(
@@ -93,7 +100,7 @@ class PackedSqliteOnlineStore(OnlineStore):
         """Write Feast's proto rows (materialize, push, write_to_online_store)."""
         if not data:
             return
-        layout = _layout(table)
+        layout = record_layout(table)
         columns = {
             name: [_from_proto(values.get(name)) for _, values, _, _ in data] for name, _ in layout
         }
@@ -109,7 +116,7 @@ class PackedSqliteOnlineStore(OnlineStore):
             config,
             table=table,
             keys=keys,
-            records=_encode(layout, frame),
+            records=encode_records(layout, frame),
             event_ns=event_ns,
             created_ns=created_ns,
         )
@@ -129,7 +136,7 @@ class PackedSqliteOnlineStore(OnlineStore):
             for key in entity_keys
         ]
         found = self.read_records(config, table, keys)
-        layout = _layout(table)
+        layout = record_layout(table)
         wanted = set(requested_features or [name for name, _ in layout])
         result: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
         for key in keys:
@@ -137,7 +144,7 @@ class PackedSqliteOnlineStore(OnlineStore):
                 result.append((None, None))
                 continue
             record, event_ns = found[key]
-            values = _decode(layout, record)
+            values = decode_record(layout, record)
             protos = {
                 name: _to_proto(kind, values[name]) for name, kind in layout if name in wanted
             }
@@ -154,13 +161,13 @@ class PackedSqliteOnlineStore(OnlineStore):
         partial: bool,
     ) -> None:
         """Create the views' tables; recreate a table whose feature layout changed."""
-        conn = self._connection(config)
-        with conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS _packed_layouts (name TEXT PRIMARY KEY, layout TEXT)"
-            )
-            for view in tables_to_keep:
-                name, layout = _table_name(config, view), json.dumps(_layout(view))
+        for view in tables_to_keep:
+            with self._lock, transaction(self._connection(config, view, create=True)) as conn:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS _packed_layouts (name TEXT PRIMARY KEY, "
+                    "layout TEXT)"
+                )
+                name, layout = table_name(config, view), json.dumps(record_layout(view))
                 stored = conn.execute(
                     "SELECT layout FROM _packed_layouts WHERE name = ?", (name,)
                 ).fetchone()
@@ -177,8 +184,11 @@ class PackedSqliteOnlineStore(OnlineStore):
                     "WITHOUT ROWID"
                 )
                 conn.execute("INSERT OR REPLACE INTO _packed_layouts VALUES (?, ?)", (name, layout))
-            for view in tables_to_delete:
-                name = _table_name(config, view)
+        for view in tables_to_delete:
+            if not view_path(config, view).exists():
+                continue
+            with self._lock, transaction(self._connection(config, view)) as conn:
+                name = table_name(config, view)
                 conn.execute(f"DROP TABLE IF EXISTS {_quote(name)}")
                 conn.execute("DELETE FROM _packed_layouts WHERE name = ?", (name,))
 
@@ -199,9 +209,9 @@ class PackedSqliteOnlineStore(OnlineStore):
         """
         if rows.empty:
             return 0
-        keys = _int64_entity_keys(config, join_key, rows[join_key].to_numpy(np.int64))
+        keys = int64_entity_keys(config, join_key, rows[join_key].to_numpy(np.int64))
         event_ns = _nanoseconds(rows["snapshot_ts"])
-        records = _encode(_layout(table), rows)
+        records = encode_records(record_layout(table), rows)
         self._write(
             config, table=table, keys=keys, records=records, event_ns=event_ns, created_ns=None
         )
@@ -213,80 +223,8 @@ class PackedSqliteOnlineStore(OnlineStore):
         """The stored (record, event_ts) of the given serialized entity keys."""
         if not keys:
             return {}
-        name = _quote(_table_name(config, table))
-        found: dict[bytes, tuple[bytes, int]] = {}
         with self._lock:
-            conn = self._connection(config)
-            for start in range(0, len(keys), 900):  # below SQLite's bound-variable limit
-                chunk = keys[start : start + 900]
-                rows = conn.execute(
-                    f"SELECT entity_key, record, event_ts FROM {name} "
-                    f"WHERE entity_key IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                ).fetchall()
-                found.update((key, (record, ts)) for key, record, ts in rows)
-        return found
-
-    def update_rows(
-        self,
-        config: RepoConfig,
-        table: FeatureView,
-        join_key: str,
-        updates: dict[int, Callable[[dict[str, Any] | None], dict[str, Any] | None]],
-    ) -> int:
-        """Read-modify-write of some entities, atomic across processes.
-
-        ``updates`` maps an int64 id to a function from its stored values (None when
-        absent) to its new values (with ``event_ns``), or None to leave it. SQLite's
-        ``BEGIN IMMEDIATE`` holds the write lock from the read to the commit, so two
-        scorer replicas updating the same customer never lose an update.
-
-        Returns:
-            The number of entities written.
-        """
-        if not updates:
-            return 0
-        layout = _layout(table)
-        ids = np.fromiter(updates, np.int64, len(updates))
-        keys = _int64_entity_keys(config, join_key, ids)
-        with self._lock:
-            return self._update_locked(config, table, layout, keys, list(updates.values()))
-
-    def _update_locked(
-        self,
-        config: RepoConfig,
-        table: FeatureView,
-        layout: list[tuple[str, str]],
-        keys: list[bytes],
-        updates: list[Callable],
-    ) -> int:
-        conn = self._connection(config)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            found = self.read_records(config, table, keys)
-            written_keys, values = [], []
-            for key, update in zip(keys, updates, strict=True):
-                old = _decode(layout, found[key][0]) if key in found else None
-                new = update(old)
-                if new is not None:
-                    written_keys.append(key)
-                    values.append(new)
-            if values:
-                conn.executemany(
-                    _UPSERT.format(table=_quote(_table_name(config, table))),
-                    zip(
-                        written_keys,
-                        [_encode_row(layout, v) for v in values],
-                        [int(v["event_ns"]) for v in values],
-                        [None] * len(values),
-                        strict=True,
-                    ),
-                )
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
-        return len(values)
+            return read_records(self._connection(config, table), table_name(config, table), keys)
 
     # -- internals ---------------------------------------------------------------------
     def _write(
@@ -300,24 +238,85 @@ class PackedSqliteOnlineStore(OnlineStore):
         created_ns: np.ndarray | None,
     ) -> None:
         created = [None] * len(keys) if created_ns is None else created_ns.tolist()
-        with self._lock, self._connection(config) as conn:  # one transaction: all or none
+        # One transaction: all or none.
+        with self._lock, transaction(self._connection(config, table)) as conn:
             conn.executemany(
-                _UPSERT.format(table=_quote(_table_name(config, table))),
+                UPSERT.format(table=_quote(table_name(config, table))),
                 zip(keys, records, event_ns.tolist(), created, strict=True),
             )
 
-    def _connection(self, config: RepoConfig) -> sqlite3.Connection:
-        path = config.online_store.path
-        if config.repo_path and not Path(path).is_absolute():
-            path = str(Path(config.repo_path) / path)
-        if self._conn is None or self._conn_path != path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
-            # WAL lets the scorer read while a refresh writes.
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn_path = path
-        return self._conn
+    def _connection(
+        self, config: RepoConfig, view: FeatureView, create: bool = False
+    ) -> sqlite3.Connection:
+        path = view_path(config, view)
+        key = str(path)
+        if key not in self._conns or not path.exists():
+            if key in self._conns:
+                self._conns.pop(key).close()
+            self._conns[key] = connect(path, create=create, timeout_s=30.0)
+        return self._conns[key]
+
+
+def view_path(config: RepoConfig, view: FeatureView | str) -> Path:
+    """The database file of one view: ``<path stem>.<view>.db`` beside ``path``."""
+    path = Path(config.online_store.path)
+    if config.repo_path and not path.is_absolute():
+        path = Path(config.repo_path) / path
+    name = view if isinstance(view, str) else view.name
+    return path.with_name(f"{path.stem}.{name}{path.suffix or '.db'}")
+
+
+def connect(path: Path, create: bool = False, timeout_s: float = 30.0) -> sqlite3.Connection:
+    """A connection in WAL mode (readers never wait for a writer), in autocommit mode.
+
+    Args:
+        path: The database file.
+        create: Create the file if it is missing (only ``feast apply`` does); otherwise
+            a missing file raises ``sqlite3.OperationalError``, never an empty store.
+        timeout_s: How long a write waits for another writer's lock (SQLite's busy
+            timeout) before failing with "database is locked".
+    """
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not path.exists():
+        raise sqlite3.OperationalError(f"unable to open database file {path}: it is missing")
+    uri = f"{path.resolve().as_uri()}?mode={'rwc' if create else 'rw'}"
+    conn = sqlite3.connect(
+        uri, uri=True, timeout=timeout_s, check_same_thread=False, isolation_level=None
+    )
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")  # a commit survives a process crash
+    return conn
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any error): the write lock is
+    taken at the start, so a read-modify-write inside is atomic across processes."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def read_records(
+    conn: sqlite3.Connection, table: str, keys: list[bytes]
+) -> dict[bytes, tuple[bytes, int]]:
+    """The stored (record, event_ts) of the given serialized entity keys in ``table``."""
+    found: dict[bytes, tuple[bytes, int]] = {}
+    name = _quote(table)
+    for start in range(0, len(keys), 900):  # below SQLite's bound-variable limit
+        chunk = keys[start : start + 900]
+        rows = conn.execute(
+            f"SELECT entity_key, record, event_ts FROM {name} "
+            f"WHERE entity_key IN ({','.join('?' * len(chunk))})",
+            chunk,
+        ).fetchall()
+        found.update((key, (record, ts)) for key, record, ts in rows)
+    return found
 
 
 def provider_online_store(store: Any) -> OnlineStore:
@@ -330,7 +329,7 @@ def provider_online_store(store: Any) -> OnlineStore:
     )
 
 
-def _layout(view: FeatureView) -> list[tuple[str, str]]:
+def record_layout(view: FeatureView) -> list[tuple[str, str]]:
     """The view's (feature, kind) pairs in schema order."""
     if len(view.features) > _MAX_FEATURES:
         raise ValueError(
@@ -349,7 +348,7 @@ def _layout(view: FeatureView) -> list[tuple[str, str]]:
     return layout
 
 
-def _encode(layout: list[tuple[str, str]], rows: pd.DataFrame) -> list[bytes]:
+def encode_records(layout: list[tuple[str, str]], rows: pd.DataFrame) -> list[bytes]:
     """One binary record per row (see the module docstring)."""
     n = len(rows)
     fixed = np.zeros((n, 1 + len(layout)), dtype=np.int64)
@@ -380,7 +379,7 @@ def _encode(layout: list[tuple[str, str]], rows: pd.DataFrame) -> list[bytes]:
     return records
 
 
-def _encode_row(layout: list[tuple[str, str]], row: dict[str, Any]) -> bytes:
+def encode_record(layout: list[tuple[str, str]], row: dict[str, Any]) -> bytes:
     """:func:`_encode` of one row given as a dict (read-modify-write updates: no pandas)."""
     mask, slots, fixed, tails = 0, [], [], []
     for j, (name, kind) in enumerate(layout):
@@ -400,7 +399,7 @@ def _encode_row(layout: list[tuple[str, str]], row: dict[str, Any]) -> bytes:
     return struct.pack(f"<Q{''.join(slots)}", mask, *fixed) + b"".join(tails)
 
 
-def _decode(layout: list[tuple[str, str]], record: bytes) -> dict[str, Any]:
+def decode_record(layout: list[tuple[str, str]], record: bytes) -> dict[str, Any]:
     slots = "".join("d" if kind == "float64" else "q" for _, kind in layout)
     head = struct.unpack_from(f"<Q{slots}", record)
     mask, values = head[0], head[1:]
@@ -441,7 +440,7 @@ def _null_arrays(column: pd.Series) -> np.ndarray:
     return np.fromiter((v is None for v in column), bool, len(column))
 
 
-def _int64_entity_keys(config: RepoConfig, join_key: str, ids: np.ndarray) -> list[bytes]:
+def int64_entity_keys(config: RepoConfig, join_key: str, ids: np.ndarray) -> list[bytes]:
     """Feast's serialized keys for int64 ids, built with numpy.
 
     The serialization of a single int64 key is a constant prefix followed by the value's
@@ -469,7 +468,7 @@ def _nanoseconds(stamps: Any) -> np.ndarray:
     return values.dt.as_unit("ns").astype("int64").to_numpy()
 
 
-def _table_name(config: RepoConfig, view: FeatureView) -> str:
+def table_name(config: RepoConfig, view: FeatureView) -> str:
     return f"{config.project}_{view.name}"
 
 
