@@ -21,16 +21,20 @@ from payments_ml.serving.schemas import (
     Transaction,
     transaction_columns,
 )
+from payments_ml.serving.score_log import ScoreLog
 from payments_ml.serving.scorer import Scorer
 from payments_ml.training.model import FraudModel
 
 
-def create_app(model: FraudModel, feast: dict[str, Any]) -> FastAPI:
-    scorer = Scorer(model, open_store(feast))
+def create_app(model: FraudModel, feast: dict[str, Any], scored: str) -> FastAPI:
+    """The scorer's work per request, as the Serve app does it: online reads, today's
+    append with the log's outbox record, the model; the same log thread beside it."""
+    scorer = Scorer(model, open_store(feast), log=True)
+    ScoreLog(scorer.backend.outbox(), scored)
     app = FastAPI()
 
     def score(transactions: list[Transaction]) -> list[dict[str, Any]]:
-        return scorer.score(transaction_columns(transactions))
+        return scorer.score(transaction_columns(transactions)).answers()
 
     @app.post("/score", response_model=Score)
     def score_one(transaction: Transaction) -> dict[str, Any]:
@@ -52,9 +56,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--feast", required=True)
+    parser.add_argument("--scored", required=True, help="folder of the scored-transaction log")
     args = parser.parse_args()
     feast = json.loads(Path(args.feast).read_text())
-    app = create_app(FraudModel.load(Path(args.model)), feast)
+    app = create_app(FraudModel.load(Path(args.model)), feast, args.scored)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

@@ -256,6 +256,8 @@ def main(quick: bool = False) -> None:
                 str(root / "model"),
                 "--feast",
                 str(root / "feast.json"),
+                "--scored",
+                str(root / "scored-bare"),
             ],
             cwd=ROOT,
             env=os.environ | {"PYTHONPATH": str(ROOT)},

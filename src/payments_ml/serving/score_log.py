@@ -1,120 +1,211 @@
 """The scorer's log: every scored transaction, its features and its answer, as Parquet.
 
-Monitoring reads it for score drift and train/serve skew (DESIGN.md: the scorer logs what
-it scored, with features, to the offline store). Layout, under ``paths.scored_transactions``:
-``event_date=YYYY-MM-DD/part-<replica>-<n>.parquet`` with the request columns,
-``fraud_probability``, ``decision``, ``model_version``, ``scored_at`` and every feature.
+Monitoring reads it for score drift and train/serve skew. Layout, under
+``paths.scored_transactions``: ``event_date=YYYY-MM-DD/scored-<first>-<last>.parquet``
+with the request columns, ``fraud_probability``, ``decision``, ``model_version``,
+``scored_at`` and every feature.
 
-Rows are buffered and written by a background thread every ``flush_seconds`` (and at
-shutdown), so a request never waits for the file system. A write that fails keeps its
-rows for the next attempt (up to ``max_buffered_rows``, then the oldest are dropped and
-counted), and is logged: scoring never fails because the log cannot be written.
+Exactly once, whatever crashes. A scored batch's new transactions (a retried
+transaction is not new) are encoded as one outbox record (`encode_record`) that the
+online-store backend writes in the same transaction as their ``customer_today``
+append, before the answer leaves: an answered transaction is durable, and logged once.
+A `ScoreLog` thread in every replica moves outbox records to Parquet every
+``flush_seconds``: it claims the oldest records (one claim at a time across replicas,
+with a lease), writes one file per day named after the claimed record ids, then deletes
+the records. A compactor that dies mid-way leaves its claim; when the lease runs out
+another one (or the restarted replica) redoes the same claim and rewrites the same
+files, so nothing is lost or written twice.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import struct
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
-# Imported with the module (at replica start): its first import takes ~0.3 s, which in the
-# first flush would stall the requests in flight.
-import pyarrow.dataset as ds
+from payments_ml.feature_store.backends import Outbox
 
 logger = logging.getLogger(__name__)
 
-_KEYS = ("transaction_id", "customer_id", "card_id", "merchant_id", "amount")
+_MAGIC = b"PMLS1"
+_INTS = ("event_ns", "customer_id", "card_id", "merchant_id")
+
+
+def encode_record(
+    batch: Mapping[str, np.ndarray],
+    rows: Sequence[int],
+    *,
+    features: np.ndarray,
+    names: Sequence[str],
+    probability: np.ndarray,
+    decisions: Sequence[str],
+    model_version: str,
+) -> bytes:
+    """The outbox record of some rows of a scored batch (cheap: no Arrow, no pandas).
+
+    Args:
+        batch: The request arrays (``transaction_id``, ``event_ns``, ids, ``amount``).
+        rows: Which requests to log.
+        features: The model input, one row per request, columns in ``names`` order.
+        names: The feature names.
+        probability: Each request's fraud probability.
+        decisions: Each request's decision.
+        model_version: The model that scored them.
+    """
+    rows = list(rows)
+    ints = [name for name in _INTS if name in batch]
+    header = {
+        "ints": ints,
+        "floats": ["amount", "fraud_probability", *names],
+        "transaction_id": [batch["transaction_id"][i] for i in rows],
+        "decision": [decisions[i] for i in rows],
+        "model_version": model_version,
+        "scored_at": time.time_ns(),
+    }
+    head = json.dumps(header, separators=(",", ":")).encode()
+    int_matrix = np.column_stack([np.asarray(batch[n], np.int64)[rows] for n in ints])
+    float_matrix = np.column_stack(
+        [np.asarray(batch["amount"], float)[rows], np.asarray(probability, float)[rows]]
+        + [np.asarray(features, float)[rows]]
+    )
+    return b"".join(
+        (
+            _MAGIC,
+            struct.pack("<II", len(head), len(rows)),
+            head,
+            int_matrix.astype("<i8").tobytes(),
+            float_matrix.astype("<f8").tobytes(),
+        )
+    )
+
+
+def decode_records(records: Sequence[bytes]) -> pa.Table:
+    """One Arrow table (with ``event_date``) of outbox records."""
+    # A new model version may log other features: their columns are null elsewhere.
+    tables = [_decode(r) for r in records]
+    return pa.concat_tables(tables, promote_options="default").combine_chunks()
+
+
+def _decode(record: bytes) -> pa.Table:
+    if not record.startswith(_MAGIC):
+        raise ValueError("not a scored-transaction outbox record")
+    offset = len(_MAGIC)
+    size, n = struct.unpack_from("<II", record, offset)
+    offset += 8
+    header = json.loads(record[offset : offset + size])
+    offset += size
+    ints, floats = header["ints"], header["floats"]
+    int_matrix = np.frombuffer(record, "<i8", n * len(ints), offset).reshape(n, len(ints))
+    offset += 8 * n * len(ints)
+    float_matrix = np.frombuffer(record, "<f8", n * len(floats), offset).reshape(n, len(floats))
+    event_ns = int_matrix[:, ints.index("event_ns")]
+    columns: dict[str, Any] = {
+        "transaction_id": pa.array(header["transaction_id"], pa.string()),
+        "event_timestamp": pa.array(event_ns, pa.timestamp("ns", tz="UTC")),
+    }
+    for j, name in enumerate(ints):
+        if name != "event_ns":
+            columns[name] = pa.array(int_matrix[:, j])
+    columns["amount"] = pa.array(float_matrix[:, 0])
+    columns["fraud_probability"] = pa.array(float_matrix[:, 1])
+    columns["decision"] = pa.array(header["decision"], pa.string())
+    columns["model_version"] = pa.array([header["model_version"]] * n, pa.string())
+    columns["scored_at"] = pa.array(
+        np.full(n, header["scored_at"], np.int64), pa.timestamp("ns", tz="UTC")
+    )
+    for j, name in enumerate(floats[2:], start=2):
+        columns[name] = pa.array(float_matrix[:, j])
+    days = (event_ns // 86_400_000_000_000).astype("datetime64[D]").astype(str)
+    columns["event_date"] = pa.array(days.tolist(), pa.string())
+    return pa.table(columns)
 
 
 class ScoreLog:
-    """Buffers scored batches and appends them to a Hive-partitioned Parquet dataset.
+    """Moves outbox records to the Parquet log, in a background thread.
 
     Args:
+        outbox: The online store's outbox (its own connection), or a function that
+            opens it (called again at each flush until it succeeds).
         path: Folder (local path or a URI pyarrow understands, e.g. ``s3://bucket/x``).
-        flush_seconds: How often the background thread writes what is buffered.
-        max_buffered_rows: Rows kept while writes fail; beyond it the oldest are dropped.
+        flush_seconds: How often the thread writes what is waiting.
+        max_records: Records per claim (one claim, one file per day).
+        lease_s: How long a claim is this log's before another may redo it.
     """
 
     def __init__(
-        self, path: str, flush_seconds: float = 5.0, max_buffered_rows: int = 1_000_000
+        self,
+        outbox: Outbox | Callable[[], Outbox],
+        path: str,
+        flush_seconds: float = 5.0,
+        max_records: int = 2_000,
+        lease_s: float = 30.0,
     ) -> None:
+        self.outbox = outbox
         self.path = path
         self.flush_seconds = flush_seconds
-        self.max_buffered_rows = max_buffered_rows
+        self.max_records = max_records
+        self.lease_s = lease_s
+        self.owner = f"scorer-{uuid.uuid4().hex[:12]}"
         self.written = 0
-        self.dropped = 0
-        self._prefix = f"part-{uuid.uuid4().hex[:12]}"
-        self._files = 0
-        self._buffer: list[pa.Table] = []
-        self._buffered = 0
-        self._lock = threading.Lock()
+        self.failures = 0
+        self._fs, self._root = pafs.FileSystem.from_uri(_uri(path))
         self._flushing = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="score-log", daemon=True)
         self._thread.start()
 
-    def add(
-        self,
-        batch: Mapping[str, np.ndarray],
-        features: Mapping[str, np.ndarray],
-        probability: np.ndarray,
-        decisions: Sequence[str],
-        model_version: str,
-    ) -> None:
-        """Buffer one scored batch. Cheap: the arrays are kept as they are and turned
-        into Arrow by the background thread, many batches at once."""
-        entry = (batch, features, probability, decisions, model_version, time.time_ns())
-        with self._lock:
-            self._buffer.append(entry)
-            self._buffered += len(probability)
-            while self._buffered > self.max_buffered_rows and len(self._buffer) > 1:
-                oldest = self._buffer.pop(0)
-                self._buffered -= _rows(oldest)
-                self.dropped += _rows(oldest)
-
     def flush(self) -> int:
-        """Write what is buffered now; returns the rows written (0 when a write failed)."""
+        """Write every waiting record; the rows written (0 when a write failed: the
+        records stay in the outbox for the next attempt)."""
+        written = 0
         with self._flushing:
-            with self._lock:
-                entries, self._buffer, self._buffered = self._buffer, [], 0
-            if not entries:
-                return 0
-            try:
-                table = _table(entries)
-                ds.write_dataset(
-                    table,
-                    self.path,
-                    format="parquet",
-                    partitioning=ds.partitioning(
-                        pa.schema([("event_date", pa.string())]), flavor="hive"
-                    ),
-                    basename_template=f"{self._prefix}-{self._files}-{{i}}.parquet",
-                    existing_data_behavior="overwrite_or_ignore",
-                )
-            except Exception as error:  # keep the rows for the next attempt
-                rows = sum(_rows(e) for e in entries)
-                logger.warning(
-                    "Could not write %d scored transactions to %s (will retry): %s",
-                    rows,
-                    self.path,
-                    error,
-                )
-                with self._lock:
-                    self._buffer[:0] = entries
-                    self._buffered += rows
-                return 0
-            self._files += 1
-            self.written += table.num_rows
-            return table.num_rows
+            while True:
+                try:
+                    outbox = self._outbox()
+                    claim = outbox.claim(self.owner, self.max_records, self.lease_s)
+                    if claim is None:
+                        return written
+                    table = decode_records(claim.records)
+                    self._write(table, claim.name)
+                    outbox.complete(claim)
+                except Exception as error:  # retried at the next flush
+                    self.failures += 1
+                    logger.warning(
+                        "Could not move scored transactions to %s (will retry): %s",
+                        self.path,
+                        error,
+                    )
+                    return written
+                written += table.num_rows
+                self.written += table.num_rows
+
+    def _write(self, table: pa.Table, name: str) -> None:
+        """One file per day, written under a hidden name then renamed: a file is whole."""
+        for day in pc.unique(table["event_date"]).to_pylist():
+            rows = table.filter(pc.equal(table["event_date"], day)).drop_columns("event_date")
+            folder = f"{self._root}/event_date={day}"
+            self._fs.create_dir(folder, recursive=True)
+            final, hidden = f"{folder}/scored-{name}.parquet", f"{folder}/.scored-{name}.tmp"
+            with self._fs.open_output_stream(hidden) as out:
+                pq.write_table(rows, out)
+            self._fs.move(hidden, final)
+
+    def _outbox(self) -> Outbox:
+        return self.outbox() if callable(self.outbox) else self.outbox
 
     def close(self) -> None:
-        """Stop the background thread and write what is left."""
+        """Stop the thread and write what is waiting."""
         self._stop.set()
         self._thread.join(timeout=self.flush_seconds + 30)
         self.flush()
@@ -124,36 +215,9 @@ class ScoreLog:
             self.flush()
 
 
-def _rows(entry: tuple) -> int:
-    return len(entry[2])
+def _uri(path: str) -> str:
+    if "://" in path:
+        return path
+    from pathlib import Path  # noqa: PLC0415
 
-
-def _table(entries: list[tuple]) -> pa.Table:
-    """One Arrow table of buffered (batch, features, probability, decisions, version,
-    scored_at) entries."""
-
-    def cat(values: list, dtype: Any = None) -> np.ndarray:
-        return np.concatenate([np.asarray(v, dtype) for v in values])
-
-    batches = [e[0] for e in entries]
-    event_ns = cat([b["event_ns"] for b in batches], np.int64)
-    ids = cat([b["transaction_id"] for b in batches], object)
-    columns: dict[str, Any] = {
-        "transaction_id": pa.array(ids, pa.string()),
-        "event_timestamp": pa.array(event_ns, pa.timestamp("ns", tz="UTC")),
-    }
-    for name in _KEYS[1:]:
-        if all(name in b for b in batches):
-            columns[name] = cat([b[name] for b in batches])
-    columns["fraud_probability"] = cat([e[2] for e in entries], float)
-    columns["decision"] = pa.array(cat([e[3] for e in entries], object), pa.string())
-    columns["model_version"] = pa.array(
-        np.repeat([e[4] for e in entries], [_rows(e) for e in entries]).tolist(), pa.string()
-    )
-    scored_at = np.repeat([e[5] for e in entries], [_rows(e) for e in entries])
-    columns["scored_at"] = pa.array(scored_at.astype(np.int64), pa.timestamp("ns", tz="UTC"))
-    for name in entries[0][1]:
-        columns[name] = cat([e[1][name] for e in entries], float)
-    days = (event_ns // 86_400_000_000_000).astype("datetime64[D]").astype(str)
-    columns["event_date"] = pa.array(days.tolist(), pa.string())
-    return pa.table(columns)
+    return Path(path).resolve().as_uri()

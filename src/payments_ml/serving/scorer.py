@@ -1,6 +1,11 @@
 """Scoring without HTTP: online features + today's state + request features -> model.
 
-`Scorer` is what a Serve replica runs; tests and the replay check use it directly.
+`Scorer.score` is what a Serve replica runs for a batch of requests, in one straight
+line: read the online store once, build the features with the window code training
+used, run the model, record the new transactions (``customer_today`` and the
+scored-transaction outbox, one atomic write), and return a `Scored` value that the
+caller turns into answers, metrics and the dashboard. Tests and the replay check use it
+directly.
 """
 
 from __future__ import annotations
@@ -8,32 +13,64 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from payments_ml.feature_store.backends import Backend, StoreUnavailable, open_backend
 from payments_ml.features.online import request_columns
+from payments_ml.features.today import entries_by_customer, today_columns, transaction_keys
 from payments_ml.features.windows import to_ns
+from payments_ml.serving.score_log import encode_record
 from payments_ml.training.model import FraudModel
 
 logger = logging.getLogger(__name__)
 
-TODAY_FEATURES = ["tx_ns", "amounts", "tx_keys"]
+__all__ = ["Scored", "Scorer", "StoreUnavailable", "request_arrays"]
 
 
-class StoreUnavailable(RuntimeError):
-    """The online store could not be read or written; the request cannot be scored."""
+@dataclass(frozen=True)
+class Scored:
+    """What `Scorer.score` computed for a batch, in request order."""
 
+    transaction_id: np.ndarray
+    probability: np.ndarray
+    decisions: list[str]
+    reasons: list[list[dict[str, Any]]]
+    features: dict[str, np.ndarray]
+    used: np.ndarray  # the features as one float matrix, columns in `features` order
+    new: np.ndarray  # False: the transaction was recorded before (a retry) or not at all
+    model_version: str
+    store_seconds: float  # online-store reads and the append
+    model_seconds: float
 
-@dataclass
-class Timings:
-    """Seconds spent in the online store and in the model by the last call."""
+    def __len__(self) -> int:
+        return len(self.transaction_id)
 
-    feature_store: float = 0.0
-    model: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
+    def answers(self) -> list[dict[str, Any]]:
+        """The API's answer for each request (``Score`` in `serving.schemas`)."""
+        names = list(self.features)
+        used = np.where(np.isnan(self.used), None, self.used).tolist()
+        return [
+            {
+                "transaction_id": tx_id,
+                "fraud_probability": float(p),
+                "decision": d,
+                "model_version": self.model_version,
+                "reasons": r,
+                "features_used": dict(zip(names, values, strict=True)),
+            }
+            for tx_id, p, d, r, values in zip(
+                self.transaction_id,
+                self.probability,
+                self.decisions,
+                self.reasons,
+                used,
+                strict=True,
+            )
+        ]
 
 
 class Scorer:
@@ -43,50 +80,104 @@ class Scorer:
         model: The model (features, defaults, thresholds travel with it).
         store: The Feast feature store holding the snapshot views and ``customer_today``.
         top_reasons: How many feature contributions each answer lists.
-        update_today: Append each scored transaction to its customer's running state.
+        record: Append each scored transaction to its customer's running state (and,
+            with ``log``, to the scored-transaction outbox); False scores read-only.
+        log: Write the log record of each new transaction with its append.
+        timeout_s: The longest one online-store call may take.
     """
 
     def __init__(
-        self, model: FraudModel, store: Any, top_reasons: int = 3, update_today: bool = True
+        self,
+        model: FraudModel,
+        store: Any,
+        *,
+        top_reasons: int = 3,
+        record: bool = True,
+        log: bool = False,
+        timeout_s: float = 0.5,
     ) -> None:
         self.model = model
         self.store = store
         self.top_reasons = top_reasons
-        self.update_today = update_today
-        self.timings = Timings()
+        self.record = record
+        self.log = log
+        self.timeout_s = timeout_s
         self.snapshot_ahead = 0  # requests scored against a snapshot from their future
-        self._reader: Any = None
+        self._backend: Backend | None = None
 
-    def features(self, requests: pd.DataFrame | Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """The model input of each request, from the online store and the batch itself."""
-        from payments_ml.feature_store.today import (  # noqa: PLC0415 (Feast imports slowly)
-            today_transactions,
-            transaction_key,
-        )
+    @property
+    def backend(self) -> Backend:
+        """The online store's backend (opened at first use, so a replica starts even
+        while the store is down)."""
+        if self._backend is None:
+            self._backend = open_backend(self.store, self.timeout_s)
+        return self._backend
 
+    def score(self, requests: pd.DataFrame | Mapping[str, Any]) -> Scored:
+        """Probability, decision, reasons and features of each request, in order.
+
+        Args:
+            requests: ``transaction_id``, ``event_timestamp``, ``customer_id``,
+                ``card_id``, ``merchant_id``, ``amount``: a DataFrame or a mapping of
+                columns (lists or arrays; timestamps UTC).
+
+        Raises:
+            StoreUnavailable: The online store could not be read or written in time.
+        """
         batch = request_arrays(requests)
         start = time.perf_counter()
-        online = self.read_online(batch)
-        self.timings.feature_store = time.perf_counter() - start
-        customers = batch["customer_id"]
-        # A customer's stored row comes once per request of theirs: read it once.
-        first = _first_occurrences(customers)
-        state = {name: [online[name][i] for i in first] for name in TODAY_FEATURES}
-        stored = today_transactions(state, customers[first])
-        stored_keys = {k for keys in state["tx_keys"] if keys for k in keys}
-        fresh = np.array(
-            [transaction_key(t) not in stored_keys for t in batch["transaction_id"]], bool
-        )
-        today = tuple(
-            np.concatenate([kept, batch[name][fresh]])
-            for kept, name in zip(stored, ("customer_id", "event_ns", "amount"), strict=True)
-        )
-        self._warn_if_snapshot_is_ahead(batch["event_ns"], online)
-        return request_columns(customers, batch["event_ns"], batch["amount"], online, today)
+        online = self.backend.read(batch["customer_id"], batch["merchant_id"])
+        read_seconds = time.perf_counter() - start
+        customers, event_ns, amount = batch["customer_id"], batch["event_ns"], batch["amount"]
+        today = today_columns(online.today, customers, event_ns, amount, batch["tx_key"])
+        features = request_columns(customers, event_ns, amount, online.features, today)
+        self._warn_if_snapshot_is_ahead(event_ns, online.features["last_tx_ns"])
 
-    def _warn_if_snapshot_is_ahead(self, event_ns: np.ndarray, online: dict) -> None:
+        start = time.perf_counter()
+        matrix = self.model.matrix(features)
+        probability = self.model.predict_matrix(matrix)
+        decisions = [str(d) for d in self.model.decide(probability)]
+        reasons = self.model.explain(matrix, self.top_reasons)
+        model_seconds = time.perf_counter() - start
+        used = np.column_stack([features[n] for n in features]).astype(float)
+
+        start = time.perf_counter()
+        new = np.zeros(len(customers), bool)
+        if self.record:
+            version = self.model.version
+
+            def outbox(rows: list[int]) -> bytes:
+                return encode_record(
+                    batch,
+                    rows,
+                    features=used,
+                    names=list(features),
+                    probability=probability,
+                    decisions=decisions,
+                    model_version=version,
+                )
+
+            added = self.backend.append_today(
+                entries_by_customer(customers, event_ns, amount, batch["tx_key"]),
+                outbox if self.log else None,
+            )
+            new[added] = True
+        return Scored(
+            transaction_id=batch["transaction_id"],
+            probability=probability,
+            decisions=decisions,
+            reasons=reasons,
+            features=features,
+            used=used,
+            new=new,
+            model_version=self.model.version,
+            store_seconds=read_seconds + time.perf_counter() - start,
+            model_seconds=model_seconds,
+        )
+
+    def _warn_if_snapshot_is_ahead(self, event_ns: np.ndarray, last_tx_ns: list) -> None:
         """A snapshot holding transactions after the request: a past day is being scored."""
-        last = np.array([-1 if v is None else v for v in online["last_tx_ns"]], np.int64)
+        last = np.array([-1 if v is None else v for v in last_tx_ns], np.int64)
         ahead = int((last > event_ns).sum())
         if ahead:
             self.snapshot_ahead += ahead
@@ -97,130 +188,35 @@ class Scorer:
                 ahead,
             )
 
-    def score(self, requests: pd.DataFrame | Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Probability, decision, reasons and features of each request, in order.
-
-        Args:
-            requests: ``transaction_id``, ``event_timestamp``, ``customer_id``,
-                ``card_id``, ``merchant_id``, ``amount``: a DataFrame or a mapping of
-                columns (lists or arrays; timestamps UTC).
-        """
-        batch = request_arrays(requests)
-        features = self.features(batch)
-        start = time.perf_counter()
-        matrix = self.model.matrix(features)
-        probability = self.model.predict_matrix(matrix)
-        decisions = self.model.decide(probability)
-        reasons = self.model.explain(matrix, self.top_reasons)
-        self.timings.model = time.perf_counter() - start
-        if self.update_today:
-            self.append(batch)
-        self.last = {"batch": batch, "features": features, "probability": probability}
-        version = self.model.version
-        names = list(features)
-        used = np.column_stack([features[n] for n in names]).astype(float)
-        used = np.where(np.isnan(used), None, used).tolist()
-        return [
-            {
-                "transaction_id": tx_id,
-                "fraud_probability": float(p),
-                "decision": str(d),
-                "model_version": version,
-                "reasons": r,
-                "features_used": dict(zip(names, values, strict=True)),
-            }
-            for tx_id, p, d, r, values in zip(
-                batch["transaction_id"], probability, decisions, reasons, used, strict=True
-            )
-        ]
-
-    def read_online(self, requests: Mapping[str, Any]) -> dict[str, list]:
-        """The online rows of each request's customer and merchant (None: no row)."""
-        try:
-            return self.reader.read(
-                {
-                    "customer_id": np.asarray(requests["customer_id"], np.int64),
-                    "merchant_id": np.asarray(requests["merchant_id"], np.int64),
-                }
-            )
-        except Exception as error:
-            raise StoreUnavailable(f"the online store could not be read: {error}") from error
-
-    @property
-    def reader(self) -> Any:
-        """The online reader of the three views (resolved from the registry once)."""
-        if self._reader is None:
-            from payments_ml.feature_store.reader import OnlineReader  # noqa: PLC0415
-
-            try:
-                self._reader = OnlineReader(
-                    self.store,
-                    {
-                        "customer_snapshot": "customer_id",
-                        "merchant_snapshot": "merchant_id",
-                        "customer_today": "customer_id",
-                    },
-                )
-            except Exception as error:
-                raise StoreUnavailable(
-                    f"the feature registry could not be read: {error}"
-                ) from error
-        return self._reader
-
-    def append(self, requests: Mapping[str, Any]) -> None:
-        """Add the scored transactions to their customers' running state."""
-        from payments_ml.feature_store.today import append_today  # noqa: PLC0415
-
-        start = time.perf_counter()
-        try:
-            append_today(
-                self.store, requests, self.reader.view("customer_today"), self.reader.online
-            )
-        except Exception as error:
-            raise StoreUnavailable(
-                f"the online store could not record the transactions: {error}"
-            ) from error
-        self.timings.feature_store += time.perf_counter() - start
-
     def check_store(self) -> str | None:
-        """None when the online store answers a read, else the error."""
-        probe = {"customer_id": [0], "merchant_id": [0]}
+        """None when the online store answers, else what is wrong."""
         try:
-            self.read_online(probe)
+            self.backend.check()
         except StoreUnavailable as error:
             return str(error)
         return None
 
 
 def request_arrays(requests: pd.DataFrame | Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The request columns as arrays, with ``event_ns`` (int64 ns UTC) added.
+    """The request columns as arrays, with ``event_ns`` (int64 ns UTC) and ``tx_key``.
 
     Args:
         requests: A DataFrame, or a mapping of columns where ``event_timestamp`` holds
             UTC datetimes (what the API's pydantic models give).
     """
-    if isinstance(requests, dict) and "event_ns" in requests:
-        return requests  # already converted
     stamps = requests["event_timestamp"]
     if not isinstance(stamps, pd.Series | np.ndarray):
         # Aware datetimes in UTC -> naive datetime64 (numpy treats naive as UTC).
         stamps = np.array([s.replace(tzinfo=None) for s in stamps], "datetime64[us]")
+    transaction_id = np.asarray(requests["transaction_id"], object)
     batch = {
-        "transaction_id": np.asarray(requests["transaction_id"], object),
+        "transaction_id": transaction_id,
         "customer_id": np.asarray(requests["customer_id"], np.int64),
         "merchant_id": np.asarray(requests["merchant_id"], np.int64),
         "amount": np.asarray(requests["amount"], float),
         "event_ns": to_ns(stamps),
+        "tx_key": transaction_keys(transaction_id),
     }
     if "card_id" in requests:
         batch["card_id"] = np.asarray(requests["card_id"], np.int64)
-    batch["event_timestamp"] = batch["event_ns"].view("datetime64[ns]")
     return batch
-
-
-def _first_occurrences(values: np.ndarray) -> np.ndarray:
-    """Positions of the first occurrence of each value, in input order."""
-    if len(values) == 1:
-        return np.zeros(1, np.int64)
-    _, first = np.unique(values, return_index=True)
-    return np.sort(first)
