@@ -271,3 +271,18 @@ def test_dashboard_in_headless_chromium_moves_while_a_replay_runs(endpoint, tmp_
         stop.set()
         browser.quit()
         sender.join(timeout=30)
+
+
+def test_the_served_schema_tells_the_truth(endpoint):
+    """schemathesis, every check and phase, against the live scorer: 0 failures."""
+    from tests.serving.contract import run_schemathesis  # noqa: PLC0415
+
+    run = run_schemathesis(endpoint["url"], max_examples=100)
+    print(  # noqa: T201 (the figure the closing note quotes)
+        f"schemathesis: {run.requests} requests, {len(run.failures)} failures, "
+        f"{len(run.errors)} errors, {len(run.waived)} waived (ahead of the clock); "
+        f"statuses {dict(run.statuses)}"
+    )
+    assert run.requests > 300
+    assert not run.errors, "\n".join(run.errors)
+    assert not run.failures, "\n\n".join(dict.fromkeys(run.failures))

@@ -72,11 +72,16 @@ def test_store_outage_degrades_then_recovers(
 
             server.terminate()
             server.wait(10)
+            start = time.monotonic()
             down = requests.post(f"{url}/score", json=body, timeout=60)
-            assert down.status_code == 503
-            assert "online store could not be read" in down.json()["detail"]
+            assert down.status_code == 503 and time.monotonic() - start < 1.0
+            assert down.headers["Retry-After"] == "1"
+            assert "Redis at 127.0.0.1" in down.json()["detail"]
+            assert "could not be read" in down.json()["detail"]
             assert "resumes by itself" in down.json()["detail"]
+            start = time.monotonic()
             health = requests.get(f"{url}/health", timeout=60)
+            assert time.monotonic() - start < 1.0
             assert health.status_code == 200 and health.json()["status"] == "degraded"
             assert health.json()["online_store"]["ok"] is False
 

@@ -1,39 +1,64 @@
-"""The Ray Serve application: FastAPI routes (DESIGN.md, "Serving API") over a Scorer.
+"""The Ray Serve application: FastAPI routes over a Scorer (docs/design.md, "Serving API").
 
 `FraudScorer` takes its model loader as an argument, so tests hand it a model in
 memory and deployments hand it `MlflowModelLoader`. Nothing runs at import time:
 `build_app` (also the entry point of `serve build` / `serve deploy` configs) binds it.
+
+Failure policy, per request:
+
+- bad input is a 422 naming the field (ids beyond int64, event times out of range or
+  more than ``event_time.max_ahead_s`` ahead of the server clock included);
+- an online store that is missing, locked or unreachable is a 503 with ``Retry-After``
+  within ``online_store_timeout_s``; after a failure the store is not tried again for
+  ``retry_after_s`` (those requests get their 503 at once), then scoring resumes by
+  itself;
+- an error while scoring one transaction fails that transaction alone: a batch that
+  fails is scored again one transaction at a time;
+- bodies are refused beyond ``MAX_BODY_BYTES`` as they are read (413), whatever
+  ``Content-Length`` says.
 """
 
+# No `from __future__ import annotations` here: FastAPI reads the routes' annotations
+# at run time, in the replica, where postponed (string) annotations do not resolve.
 import logging
+import math
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from ray import serve
+from ray.serve.config import BackpressureConfig
 
 from payments_ml.serving.live import LiveStats
 from payments_ml.serving.metrics import ScorerMetrics
 from payments_ml.serving.schemas import (
+    ERROR_RESPONSES,
+    INT64_MAX,
     MAX_BODY_BYTES,
     BatchRequest,
     BatchScore,
+    Health,
     Score,
     Transaction,
     transaction_columns,
 )
-from payments_ml.serving.score_log import ScoreLog
-from payments_ml.serving.scorer import Scorer, StoreUnavailable
+from payments_ml.serving.scorer import Scored, Scorer, StoreUnavailable
 from payments_ml.training.model import FraudModel
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 _SCORING = ("/score", "/score/batch")
 _MEASURED = (*_SCORING, "/health")
 _DASHBOARD = (Path(__file__).with_name("dashboard.html")).read_text(encoding="utf-8")
+CLIENT_CLOSED = 499  # nginx's status for a request the client gave up on
 
 api = FastAPI(
     title="payments-ml fraud scorer",
@@ -53,6 +78,29 @@ async def _invalid(request: Request, error: RequestValidationError) -> JSONRespo
     )
 
 
+@dataclass(frozen=True)
+class Settings:
+    """The serving parameters a replica uses (``serving`` in parameters_serving.yml)."""
+
+    online_store_timeout_s: float = 0.25
+    retry_after_s: float = 1.0
+    max_ahead_s: float | None = 300.0  # None: no bound on event times ahead of the clock
+    host: str = "127.0.0.1"  # where Serve listens: loopback keeps the replicas' gRPC there too
+
+    @classmethod
+    def from_parameters(cls, serving: dict[str, Any] | None) -> "Settings":
+        serving = serving or {}
+        event_time = serving.get("event_time") or {}
+        return cls(
+            online_store_timeout_s=float(
+                serving.get("online_store_timeout_s", cls.online_store_timeout_s)
+            ),
+            retry_after_s=float(serving.get("retry_after_s", cls.retry_after_s)),
+            max_ahead_s=event_time.get("max_ahead_s", cls.max_ahead_s),
+            host=str(serving.get("host", cls.host)),
+        )
+
+
 class _Measure:
     """Body-size limit, then latency and status of every request (pure ASGI: Starlette's
     ``BaseHTTPMiddleware`` costs a task and a stream per request)."""
@@ -65,37 +113,109 @@ class _Measure:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        length = dict(scope["headers"]).get(b"content-length")
         status = 500
+        started = False
 
         async def record_status(message: dict) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
             await send(message)
 
         try:
-            if length and int(length) > MAX_BODY_BYTES:
-                await JSONResponse(
-                    status_code=413,
-                    content={
-                        "detail": f"body of {int(length)} bytes exceeds {MAX_BODY_BYTES} bytes"
-                    },
-                )(scope, receive, record_status)
+            body = await _read_body(scope, receive)
+            if body is None:
+                await _too_large(scope, receive, record_status)
             else:
-                await self.app(scope, receive, record_status)
+                await self.app(scope, _replay(body, receive), record_status)
+        except BaseException as error:  # noqa: BLE001 (classified, then re-raised)
+            if not started and _cancelled(error):
+                status = CLIENT_CLOSED
+            raise
         finally:
             app = scope.get("app", api)  # Serve runs a copy of `api`: the request's app
-            scorer = getattr(app.state, "scorer", None)
+            replica = getattr(app.state, "scorer", None)
             path = scope["path"]
-            if scorer is not None and path in _MEASURED:
+            if replica is not None and path in _MEASURED:
                 seconds = time.perf_counter() - start
-                scorer.metrics.observe_request(path, status, seconds)
-                if path in _SCORING:
-                    scorer.live.observe_request(seconds, status < 400)  # noqa: PLR2004
+                replica.metrics.observe_request(path, status, seconds)
+                if path in _SCORING and status != CLIENT_CLOSED:
+                    replica.live.observe_request(seconds, status < 400)  # noqa: PLR2004
+
+
+async def _read_body(scope: dict, receive: Callable) -> list[dict] | None:
+    """The request's body messages, or None beyond MAX_BODY_BYTES (counted as read)."""
+    length = dict(scope["headers"]).get(b"content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        return None
+    messages, size = [], 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages
+        size += len(message.get("body", b""))
+        if size > MAX_BODY_BYTES:
+            return None
+        if not message.get("more_body", False):
+            return messages
+
+
+def _replay(messages: list[dict], receive: Callable) -> Callable:
+    """The body messages already read, then the connection's own (a disconnect)."""
+    pending = list(messages)
+
+    async def replay() -> dict:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
+
+
+async def _too_large(scope: dict, receive: Callable, send: Callable) -> None:
+    response = JSONResponse(
+        status_code=413,
+        content={"detail": f"request body exceeds {MAX_BODY_BYTES} bytes"},
+        headers={"connection": "close"},
+    )
+    await response(scope, receive, send)
+
+
+def _cancelled(error: BaseException) -> bool:
+    import asyncio  # noqa: PLC0415
+
+    return isinstance(error, asyncio.CancelledError) or "disconnect" in type(error).__name__.lower()
 
 
 api.add_middleware(_Measure)
+
+
+def _openapi() -> dict[str, Any]:
+    """FastAPI's OpenAPI document, with integer bounds written as integers: FastAPI's
+    model types them as floats, which turns the int64 bound into 2**63, not an int64."""
+    if api.openapi_schema is None:
+        schema = get_openapi(
+            title=api.title, version=api.version, description=api.description, routes=api.routes
+        )
+        _exact_integer_bounds(schema)
+        api.openapi_schema = schema
+    return api.openapi_schema
+
+
+def _exact_integer_bounds(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+                if isinstance(node.get(key), float):
+                    bound = node[key]
+                    node[key] = INT64_MAX if bound == float(INT64_MAX) else int(bound)
+        for value in node.values():
+            _exact_integer_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _exact_integer_bounds(value)
+
+
+api.openapi = _openapi
 
 
 class MlflowModelLoader:
@@ -121,7 +241,104 @@ class MlflowModelLoader:
         return load_fraud_model(self.model_uri)
 
 
-@serve.deployment(name="FraudScorer", max_ongoing_requests=256)
+class StoreGuard:
+    """The online store's state as the replica last saw it: after a failure, calls are
+    refused at once for ``retry_after_s`` (queued requests get their 503 without waiting
+    on the store), then one call tries again. A background probe keeps the state fresh
+    for /health, which therefore never waits on the store.
+
+    Args:
+        check: Raises StoreUnavailable when the store does not answer.
+        retry_after_s: How long a failure stands before the store is tried again.
+    """
+
+    def __init__(self, check: Callable[[], None], retry_after_s: float) -> None:
+        self.check = check
+        self.retry_after_s = retry_after_s
+        self.error: str | None = None
+        self._failed_at = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._probe, name="store-probe", daemon=True)
+        self._thread.start()
+
+    def refuse_if_down(self) -> None:
+        """Raise StoreUnavailable while a recent failure stands."""
+        if self.error is not None and time.monotonic() - self._failed_at < self.retry_after_s:
+            raise StoreUnavailable(self.error)
+
+    def failed(self, error: StoreUnavailable) -> None:
+        self.error, self._failed_at = str(error), time.monotonic()
+
+    def succeeded(self) -> None:
+        self.error = None
+
+    def _probe(self) -> None:
+        while not self._stop.wait(self.retry_after_s / 2):
+            try:
+                self.check()
+            except StoreUnavailable as error:
+                self.failed(error)
+            except Exception as error:  # a probe never dies
+                self.failed(StoreUnavailable(f"the online store check failed: {error}"))
+            else:
+                self.succeeded()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+# Helpers the deployment class uses are defined before it: Serve captures the class
+# (with the globals it refers to) when the decorator runs.
+def _http_error(error: Exception, retry_after_s: float) -> HTTPException:
+    if isinstance(error, StoreUnavailable):
+        return HTTPException(
+            status_code=503,
+            detail=f"{error}; scoring resumes by itself when the store is back",
+            headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
+        )
+    return HTTPException(status_code=500, detail=_failure(error))
+
+
+def _bind_replica_grpc_to_loopback() -> None:
+    """Ray 2.60 binds every replica's inter-deployment gRPC server to ``[::]:0``, whatever
+    Serve's host (``ray/serve/_private/replica.py``); the server starts after the
+    constructor, so binding it to 127.0.0.1 here keeps a loopback-only deployment closed
+    to the network (another node's handles could not reach it: loopback only)."""
+    from ray.serve._private import replica  # noqa: PLC0415
+
+    original = replica.add_port_to_grpc_server
+    if getattr(original, "loopback_only", False):
+        return
+
+    def add_port(server: Any, address: str) -> Any:
+        return original(server, "127.0.0.1:0" if address == "[::]:0" else address)
+
+    add_port.loopback_only = True  # type: ignore[attr-defined]
+    replica.add_port_to_grpc_server = add_port
+
+
+def _lazily(make: Callable[[], T]) -> Callable[[], T]:
+    """``make()`` on the first call that succeeds, the same object afterwards."""
+    made: list[T] = []
+
+    def get() -> T:
+        if not made:
+            made.append(make())
+        return made[0]
+
+    return get
+
+
+def _failure(error: Exception) -> str:
+    return f"this transaction could not be scored ({type(error).__name__}); the error is logged"
+
+
+@serve.deployment(
+    name="FraudScorer",
+    max_ongoing_requests=64,
+    max_queued_requests=128,
+    backpressure_config=BackpressureConfig(status_code=503, retry_after_s=1),
+)
 @serve.ingress(api)
 class FraudScorer:
     """One replica: the model, a Feast store connection and the metrics."""
@@ -130,22 +347,42 @@ class FraudScorer:
         self,
         model_loader: Callable[[], FraudModel],
         feast_config: dict[str, Any],
+        *,
         ray_metrics: bool = True,
         score_log: dict[str, Any] | None = None,
         alerts_path: str | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> None:
+        from payments_ml.feature_store.backends import open_backend  # noqa: PLC0415
         from payments_ml.feature_store.store import open_store  # noqa: PLC0415
+        from payments_ml.serving.score_log import ScoreLog  # noqa: PLC0415
 
+        self.settings = Settings.from_parameters(settings)
+        if self.settings.host in ("127.0.0.1", "localhost", "::1"):
+            _bind_replica_grpc_to_loopback()
         self.model = model_loader()
-        self.scorer = Scorer(self.model, open_store(feast_config))
+        logging_on = bool(score_log and score_log.get("enabled", True))
+        timeout_s = self.settings.online_store_timeout_s
+        self.scorer = Scorer(
+            self.model, open_store(feast_config), log=logging_on, timeout_s=timeout_s
+        )
+        # The probe and the log's thread have their own connections (opened when the
+        # store first answers: a replica starts while the store is down).
+        backend = _lazily(lambda: open_backend(open_store(feast_config), timeout_s))
+        self.store_guard = StoreGuard(lambda: backend().check(), self.settings.retry_after_s)
         self.metrics = ScorerMetrics(ray_metrics=ray_metrics)
         self.live = LiveStats()
         self.online_store = feast_config["online_store"]["type"]
         self.alerts_path = alerts_path
         self.score_log = None
-        if score_log and score_log.get("enabled", True):
+        if logging_on:
             path = score_log.get("path") or feast_config["sources"]["scored_transactions"]
-            self.score_log = ScoreLog(path, score_log.get("flush_seconds", 5.0))
+            self.score_log = ScoreLog(
+                _lazily(lambda: backend().outbox()),
+                path,
+                flush_seconds=score_log.get("flush_seconds", 5.0),
+                lease_s=score_log.get("lease_s", 30.0),
+            )
         api.state.scorer = self  # one replica per process: the middleware's metrics
         logger.info(
             "FraudScorer ready: model version %s; scored transactions logged to %s",
@@ -154,28 +391,106 @@ class FraudScorer:
         )
 
     def __del__(self) -> None:
-        """Serve calls this when the replica stops: write the log's last rows."""
+        """Serve calls this when the replica stops: move the outbox's last records."""
+        if getattr(self, "store_guard", None) is not None:
+            self.store_guard.stop()
         if getattr(self, "score_log", None) is not None:
             self.score_log.close()
 
-    @api.post("/score", response_model=Score)
-    async def score(self, transaction: Transaction) -> dict[str, Any]:
+    @api.post("/score", response_model=Score, responses=ERROR_RESPONSES)
+    async def score(self, transaction: Transaction) -> Any:
         """Score one transaction (requests arriving together are scored as one batch)."""
-        return await self._score_together(transaction)
+        self._refuse_future([transaction], batch=False)
+        result = await self._score_together(transaction)
+        if isinstance(result, Exception):
+            raise _http_error(result, self.settings.retry_after_s)
+        return result
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)  # no wait: batches form under load
-    async def _score_together(self, transactions: list[Transaction]) -> list[dict[str, Any]]:
+    async def _score_together(self, transactions: list[Transaction]) -> list[Any]:
         return self._score(transactions)
 
-    @api.post("/score/batch", response_model=BatchScore)
-    async def score_batch(self, body: BatchRequest) -> dict[str, Any]:
-        """Score up to MAX_BATCH (1000) transactions; answers in request order."""
-        return {"results": self._score(body.transactions)}
+    @api.post("/score/batch", response_model=BatchScore, responses=ERROR_RESPONSES)
+    async def score_batch(self, body: BatchRequest) -> Any:
+        """Score up to MAX_BATCH (1000) transactions; answers in request order. A
+        transaction that could not be scored has an ``error`` instead of a score."""
+        self._refuse_future(body.transactions, batch=True)
+        results = self._score(body.transactions)
+        unavailable = [r for r in results if isinstance(r, StoreUnavailable)]
+        if unavailable:
+            raise _http_error(unavailable[0], self.settings.retry_after_s)
+        return {
+            "results": [
+                {"transaction_id": t.transaction_id, "error": _failure(r)}
+                if isinstance(r, Exception)
+                else r
+                for t, r in zip(body.transactions, results, strict=True)
+            ]
+        }
 
-    @api.get("/health")
+    def _refuse_future(self, transactions: list[Transaction], batch: bool) -> None:
+        """422 for an event time further ahead of the server clock than allowed: one
+        such transaction must not blind the customer's velocity features."""
+        ahead_s = self.settings.max_ahead_s
+        if ahead_s is None:
+            return
+        now = datetime.now(UTC)
+        errors = [
+            {
+                "loc": ("body", "transactions", i, "event_timestamp")
+                if batch
+                else ("body", "event_timestamp"),
+                "msg": (
+                    f"{t.event_timestamp.isoformat()} is more than {ahead_s:g} s ahead of "
+                    f"the server clock ({now.isoformat(timespec='seconds')}); check the "
+                    "sender's clock"
+                ),
+                "type": "value_error",
+            }
+            for i, t in enumerate(transactions)
+            if t.event_timestamp > now + timedelta(seconds=ahead_s)
+        ]
+        if errors:
+            raise RequestValidationError(errors)
+
+    def _score(self, transactions: list[Transaction]) -> list[Any]:
+        """Answers in order; a transaction that failed gets its exception instead: a
+        StoreUnavailable for all when the store failed, else its own error only."""
+        try:
+            return self._score_checked(transactions)
+        except StoreUnavailable as error:
+            return [error] * len(transactions)
+        except Exception as error:
+            if len(transactions) == 1:
+                logger.exception("Could not score transaction %r", transactions[0].transaction_id)
+                return [error]
+            logger.warning(
+                "A batch of %d failed (%s); scoring its transactions one by one",
+                len(transactions),
+                error,
+            )
+        return [result for t in transactions for result in self._score([t])]
+
+    def _score_checked(self, transactions: list[Transaction]) -> list[dict[str, Any]]:
+        self.store_guard.refuse_if_down()
+        try:
+            scored = self.scorer.score(transaction_columns(transactions))
+        except StoreUnavailable as error:
+            self.store_guard.failed(error)
+            logger.warning("Scoring refused: %s", error)
+            raise
+        self._observe(scored)
+        return scored.answers()
+
+    def _observe(self, scored: Scored) -> None:
+        self.metrics.observe_scores(scored.decisions, scored.store_seconds)
+        self.live.observe_scores(scored.decisions, scored.probability.tolist())
+
+    @api.get("/health", response_model=Health)
     async def health(self) -> dict[str, Any]:
-        """Model version and online-store status (``degraded`` when the store fails)."""
-        error = self.scorer.check_store()
+        """Model version and online-store status (``degraded`` when the store fails);
+        never waits on the store (a background probe checks it)."""
+        error = self.store_guard.error
         return {
             "status": "ok" if error is None else "degraded",
             "model_version": self.model.version,
@@ -193,12 +508,12 @@ class FraudScorer:
         """The dashboard's figures: recent scoring, the store's state, active alerts."""
         return {
             "model_version": self.model.version,
-            "online_store_ok": self.scorer.check_store() is None,
+            "online_store_ok": self.store_guard.error is None,
             "live": self.live.summary(),
             "alerts": self._active_alerts(),
             "score_log": {
                 "written": self.score_log.written if self.score_log else 0,
-                "dropped": self.score_log.dropped if self.score_log else 0,
+                "failures": self.score_log.failures if self.score_log else 0,
             },
         }
 
@@ -213,31 +528,16 @@ class FraudScorer:
             logger.warning("Could not read alerts from %s: %s", self.alerts_path, error)
             return []
 
-    @api.get("/metrics")
+    @api.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics_text(self) -> PlainTextResponse:
         """Prometheus text of this replica."""
         return PlainTextResponse(
             self.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
-
-    def _score(self, transactions: list[Transaction]) -> list[dict[str, Any]]:
-        try:
-            results = self.scorer.score(transaction_columns(transactions))
-        except StoreUnavailable as error:
-            logger.warning("Scoring refused: %s", error)
-            raise HTTPException(
-                status_code=503,
-                detail=f"{error}; scoring resumes by itself when the store is back",
-            ) from error
-        decisions = [r["decision"] for r in results]
-        self.metrics.observe_scores(decisions, self.scorer.timings.feature_store)
-        last = self.scorer.last
-        self.live.observe_scores(decisions, last["probability"].tolist())
-        if self.score_log is not None:
-            self.score_log.add(
-                last["batch"], last["features"], last["probability"], decisions, self.model.version
-            )
-        return results
 
 
 def build_app(args: dict[str, Any]) -> Any:
@@ -249,26 +549,32 @@ def build_app(args: dict[str, Any]) -> Any:
             as `kedro run` reads them; or ``tracking_uri`` (``registry_uri``) and
             ``feast`` given directly.
             Optional: ``model_uri`` (default the champion), ``num_replicas``,
-            ``replica_cpus``.
+            ``replica_cpus``, ``settings`` (the ``serving`` parameters).
     """
     if "project_path" in args:
         args = {**project_settings(args["project_path"], args.get("env", "base")), **args}
     loader = MlflowModelLoader(
         args["tracking_uri"], args.get("model_uri", MODEL_URI), args.get("registry_uri")
     )
+    serving = args.get("settings") or {}
+    retry_after_s = Settings.from_parameters(serving).retry_after_s
     return FraudScorer.options(
         num_replicas=args.get("num_replicas", 1),
         ray_actor_options={"num_cpus": args.get("replica_cpus", 1)},
+        max_ongoing_requests=serving.get("max_ongoing_requests", 64),
+        max_queued_requests=serving.get("max_queued_requests", 128),
+        backpressure_config=BackpressureConfig(status_code=503, retry_after_s=retry_after_s),
     ).bind(
         loader,
         args["feast"],
         score_log=args.get("score_log"),
         alerts_path=args.get("alerts_path"),
+        settings=args.get("settings"),
     )
 
 
 def project_settings(project_path: str, env: str = "base") -> dict[str, Any]:
-    """The tracking URI and Feast settings of a Kedro project's configuration."""
+    """The tracking URI, Feast settings and serving parameters of a Kedro project."""
     from kedro.config import OmegaConfigLoader  # noqa: PLC0415
 
     from payments_ml.feature_store.store import absolute_path, resolved  # noqa: PLC0415
@@ -288,6 +594,7 @@ def project_settings(project_path: str, env: str = "base") -> dict[str, Any]:
         "feast": feast,
         "score_log": serving.get("score_log"),
         "alerts_path": absolute_path(serving.get("alerts_path"), root),
+        "settings": serving,
     }
 
 

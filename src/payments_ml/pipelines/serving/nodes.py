@@ -36,16 +36,18 @@ def deploy_scorer(
             "`ray start --head` then `RAY_ADDRESS=127.0.0.1:6379 kedro run --pipelines serving`"
         )
     tracking_uri = mlflow.get_tracking_uri()
+    replicas = replica_count(serving["num_replicas"], serving["replica_cpus"], _cluster_cpus())
     app = build_app(
         {
             "tracking_uri": tracking_uri,
             "registry_uri": mlflow.get_registry_uri(),
             "model_uri": serving["model_uri"],
             "feast": resolved(feast),  # the replicas run in other folders
-            "num_replicas": serving["num_replicas"],
+            "num_replicas": replicas,
             "replica_cpus": serving["replica_cpus"],
             "score_log": serving.get("score_log"),
             "alerts_path": absolute_path(serving.get("alerts_path"), Path.cwd()),
+            "settings": serving,
         }
     )
     serve.start(http_options={"host": serving["host"], "port": serving["port"]})
@@ -53,13 +55,42 @@ def deploy_scorer(
     url = f"http://{serving['host']}:{serving['port']}"
     health = _wait_healthy(url, serving["ready_timeout_s"])
     logger.info(
-        "Scorer up at %s (model %s, online store %s); champion decision: %s",
+        "Scorer up at %s (model %s, %d replica(s), online store %s); champion decision: %s",
         url,
         health["model_version"],
+        replicas,
         health["online_store"]["type"],
         "promoted" if model_promotion.get("promoted") else "kept",
     )
-    return {"url": url, "app_name": serving["app_name"], "tracking_uri": tracking_uri, **health}
+    return {
+        "url": url,
+        "app_name": serving["app_name"],
+        "tracking_uri": tracking_uri,
+        "num_replicas": replicas,
+        **health,
+    }
+
+
+def replica_count(num_replicas: int | str, replica_cpus: float, cluster_cpus: float) -> int:
+    """``num_replicas``, or with ``auto``: 2 where the cluster has the CPUs for two (a
+    crash of one then costs nothing but its requests in flight), else 1.
+
+    Raises:
+        ValueError: ``num_replicas`` is neither a positive integer nor ``auto``.
+    """
+    if num_replicas == "auto":
+        return 2 if cluster_cpus >= 2 * replica_cpus and cluster_cpus >= 2 else 1  # noqa: PLR2004
+    if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:
+        raise ValueError(
+            f"serving.num_replicas must be a positive integer or 'auto', got {num_replicas!r}"
+        )
+    return num_replicas
+
+
+def _cluster_cpus() -> float:
+    import ray  # noqa: PLC0415
+
+    return float(ray.cluster_resources().get("CPU", 0))
 
 
 def _wait_healthy(url: str, timeout_s: float) -> dict[str, Any]:
