@@ -7,15 +7,24 @@ export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export RAY_USAGE_STATS_ENABLED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
-# The local Ray head listens on 127.0.0.1 only; token auth would make every client
-# (kedro, serve, the scorer replay) carry a token for no gain on one machine.
-export RAY_AUTH_MODE := disabled
+# The embedded Ray cluster is closed to the network (docs/runbook.md, "Security"):
+# - Ray's token authentication stays on: `ray start` and every client (kedro run, serve,
+#   ray status, the dashboard's job API) carry the token in ~/.ray/auth_token (mode 600);
+#   `.venv/bin/ray get-auth-token` prints it for the dashboard's login.
+# - Ray keeps 127.0.0.1 as the node address (Ray 2.60 otherwise swaps it for the LAN
+#   address and binds GCS, raylet and agents there); no other node can join it.
+# - Serve's HAProxy is hardened by payments-ml-haproxy (src/payments_ml/serving/haproxy.py):
+#   stats and metrics on 127.0.0.1, private admin socket, slow-header timeout, fast 503s.
+export RAY_AUTH_MODE := token
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
+export RAY_SERVE_HAPROXY_BINARY_PATH := $(CURDIR)/$(BIN)/payments-ml-haproxy
 # Ray Serve's HAProxy ingress and direct data plane: 3.7x the throughput of the Python
 # proxy on 2 cores (benchmarks/README.md).
 export RAY_SERVE_ENABLE_HA_PROXY := 1
 export RAY_SERVE_THROUGHPUT_OPTIMIZED := 1
 RAY_PORT ?= 6379
 RAY_HEAD := 127.0.0.1:$(RAY_PORT)
+RAY_TOKEN := $${RAY_AUTH_TOKEN_PATH:-$$HOME/.ray/auth_token}
 
 .PHONY: help install install-dev ray-head run serve test lint format bench stop clean-data
 
@@ -42,6 +51,8 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 ray-head: install
+	@$(BIN)/ray get-auth-token --generate >/dev/null 2>&1
+	@[ ! -f "$(RAY_TOKEN)" ] || chmod 600 "$(RAY_TOKEN)"
 	@$(BIN)/ray status --address $(RAY_HEAD) >/dev/null 2>&1 || \
 	$(BIN)/ray start --head --node-ip-address 127.0.0.1 --port $(RAY_PORT) \
 	  --dashboard-host 127.0.0.1 --dashboard-port 8265 \

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,32 @@ os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 # load here.
 os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
 os.environ.setdefault("RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S", "1")
+# As `make run` runs Ray (Makefile): token authentication on (the session's cluster
+# creates ~/.ray/auth_token if missing; subprocesses inherit the mode), node address
+# 127.0.0.1, Serve's HAProxy hardened by the project's wrapper.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault(
+    "RAY_SERVE_HAPROXY_BINARY_PATH", str(Path(sys.executable).with_name("payments-ml-haproxy"))
+)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Start installing missing Debian packages (redis-server, chromium) in the background."""
+    """Start installing missing Debian packages (redis-server, chromium) in the background;
+    make sure a Ray token exists (what `make run` does before `ray start`)."""
+    import subprocess  # noqa: PLC0415
+
     from tests.system_packages import start_installing  # noqa: PLC0415
 
     start_installing()
+    subprocess.run(
+        [str(Path(sys.executable).with_name("ray")), "get-auth-token", "--generate"],
+        check=True,
+        capture_output=True,
+    )
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray/auth_token"))
+    if token.exists():
+        token.chmod(0o600)
 
 
 def free_port() -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import requests
 
 from tests.conftest import free_port
 from tests.project import SMALL, kedro, scratch_project
@@ -95,7 +96,7 @@ def test_serving_pipeline_leaves_a_scorer_that_replays_a_day_consistently(traine
     """`ray start` head, `kedro run --pipelines serving`, then the replay CLI with --check."""
     ports = [free_port() for _ in range(7)]
     haproxies_before = _haproxy_pids()
-    env = os.environ | {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}  # token auth, as `make run`
     env.pop("RAY_ADDRESS", None)
     ray_bin = Path(sys.executable).with_name("ray")
     head = subprocess.Popen(
@@ -138,13 +139,24 @@ def test_serving_pipeline_leaves_a_scorer_that_replays_a_day_consistently(traine
             "serving",
             "--params",
             f"serving.port={serve_port},serving.replica_cpus=0.5",
-            env={"RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled"},
+            env={"RAY_ADDRESS": address},
         )
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         deployment = json.loads(
             (trained_project / "data/08_reporting/serving_deployment.json").read_text()
         )
         assert deployment["status"] == "ok" and deployment["model_version"] == "1"
+        assert deployment["num_replicas"] == 2  # `auto` on 2 CPUs
+        # Closed to the network: every port of the head, its workers, the replicas and
+        # HAProxy is on loopback, and Ray's job API wants the token.
+        ours = {head.pid} | _haproxy_pids() - haproxies_before
+        ours |= {p.pid for p in _descendants(head.pid)}
+        assert _open_listeners(ours) == []
+        jobs = f"http://127.0.0.1:{ports[1]}/api/jobs/"
+        assert requests.get(jobs, timeout=10).status_code == 401
+        token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray/auth_token"))
+        authorized = {"Authorization": f"Bearer {token.read_text().strip()}"}
+        assert requests.get(jobs, headers=authorized, timeout=10).status_code == 200
         replay = subprocess.run(
             [
                 sys.executable,
@@ -182,6 +194,27 @@ def test_serving_pipeline_leaves_a_scorer_that_replays_a_day_consistently(traine
         for pid in _haproxy_pids() - haproxies_before:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list:
+    import psutil  # noqa: PLC0415 (a Ray dependency)
+
+    return psutil.Process(pid).children(recursive=True)
+
+
+def _open_listeners(pids: set[int]) -> list[str]:
+    """Listening sockets of these processes that are not on loopback."""
+    import psutil  # noqa: PLC0415
+
+    loopback = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+    return [
+        f"{c.laddr.ip}:{c.laddr.port} (pid {c.pid})"
+        for c in psutil.net_connections(kind="inet")
+        if c.pid in pids
+        and c.status in (psutil.CONN_LISTEN, psutil.CONN_NONE)
+        and c.laddr
+        and c.laddr.ip not in loopback
+    ]
 
 
 def _haproxy_pids() -> set[int]:

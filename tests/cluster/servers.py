@@ -23,8 +23,14 @@ from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent
 
-# `ray start` and its clients: no token authentication, no usage reporting.
-RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+# `ray start` and its clients: token authentication (the token in ~/.ray/auth_token, made
+# at the start of the session), no usage reporting, and a node address other nodes may
+# join (unlike the embedded default's loopback-only cluster).
+RAY_ENV = {
+    "RAY_AUTH_MODE": "token",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
+}
 
 
 @dataclass(frozen=True)
