@@ -123,13 +123,13 @@ def assert_appends_are_exact(store, other) -> None:
 
     threads = [
         threading.Thread(target=writer, args=(p, b))
-        for p, b in (("x", backend), ("y", other_backend))
+        for p, b in (("x", backend), ("y", other_backend), ("z", backend))  # z: a 2nd thread
     ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(_row(backend, second)["tx_keys"]) == 50
+    assert len(_row(backend, second)["tx_keys"]) == 75
 
     # The outbox: one claim at a time; a lapsed claim is redone with the same name.
     claim = outbox.claim("one", 1000, lease_s=30)

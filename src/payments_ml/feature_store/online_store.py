@@ -28,6 +28,7 @@ is an error, never an empty store.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -444,23 +445,30 @@ def int64_entity_keys(config: RepoConfig, join_key: str, ids: np.ndarray) -> lis
     """Feast's serialized keys for int64 ids, built with numpy.
 
     The serialization of a single int64 key is a constant prefix followed by the value's
-    8 little-endian bytes; the prefix is taken from Feast itself and checked against
-    Feast's own serialization of the first and last ids.
+    8 little-endian bytes; the prefix is taken from Feast itself, and checked against
+    Feast's own serialization of a few ids, once per join key and encoding version.
     """
     version = config.entity_key_serialization_version
+    prefix = _key_prefix(join_key, version)
+    if prefix is None:  # a Feast version with another key encoding: the slow, exact path
+        return [_feast_key(join_key, version, int(v)) for v in np.asarray(ids).tolist()]
+    raw = np.asarray(ids).astype("<i8").tobytes()
+    return [prefix + raw[i * 8 : i * 8 + 8] for i in range(len(ids))]
 
-    def feast_key(value: int) -> bytes:
-        proto = EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=value)])
-        return serialize_entity_key(proto, version)
 
-    prefix = feast_key(0)[:-8]
-    raw = ids.astype("<i8").tobytes()
-    keys = [prefix + raw[i * 8 : i * 8 + 8] for i in range(len(ids))]
-    for i in {0, len(ids) - 1}:
-        if keys[i] != feast_key(int(ids[i])):
-            # A Feast version with another key encoding: take the slow, exact path.
-            return [feast_key(int(v)) for v in ids.tolist()]
-    return keys
+def _feast_key(join_key: str, version: int, value: int) -> bytes:
+    proto = EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=value)])
+    return serialize_entity_key(proto, version)
+
+
+@functools.lru_cache(maxsize=64)
+def _key_prefix(join_key: str, version: int) -> bytes | None:
+    prefix = _feast_key(join_key, version, 0)[:-8]
+    for value in (1, -1, 12_345, 2**62 + 7, -(2**63), 2**63 - 1):
+        expected = prefix + np.array([value], "<i8").tobytes()
+        if _feast_key(join_key, version, value) != expected:
+            return None
+    return prefix
 
 
 def _nanoseconds(stamps: Any) -> np.ndarray:

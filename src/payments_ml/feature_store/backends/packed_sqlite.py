@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -55,7 +56,8 @@ _OUTBOX_TABLES = (
 
 class SqliteFiles:
     """One connection per database file, reopened when the file is replaced, refused
-    when it is missing; every call runs under a deadline.
+    when it is missing; every call runs under a deadline, one call at a time (threads
+    of one process share the connections: a web server's thread pool, say).
 
     Args:
         paths: ``{name: database file}``.
@@ -69,12 +71,17 @@ class SqliteFiles:
         self.outbox = outbox
         self._conns: dict[str, tuple[sqlite3.Connection, tuple[int, int]]] = {}
         self._deadline = math.inf
+        self._lock = threading.RLock()
 
     @contextlib.contextmanager
     def call(self, name: str, write: bool = False) -> Iterator[sqlite3.Connection]:
         """A connection to view ``name``'s file, for one call of at most ``timeout_s``;
         with ``write``, inside ``BEGIN IMMEDIATE`` ... ``COMMIT``."""
         path = self.paths[name]
+        if not self._lock.acquire(timeout=self.timeout_s):
+            raise StoreUnavailable(
+                f"the online store file {path} is busy in this process for over {self.timeout_s} s"
+            )
         self._deadline = time.monotonic() + self.timeout_s
         try:
             conn = self._connection(name)
@@ -93,6 +100,7 @@ class SqliteFiles:
             raise StoreUnavailable(_explain(path, error, self.timeout_s)) from error
         finally:
             self._deadline = math.inf
+            self._lock.release()
 
     def _connection(self, name: str) -> sqlite3.Connection:
         path = self.paths[name]
