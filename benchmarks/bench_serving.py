@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import json
 import os
 import shutil
@@ -120,25 +121,30 @@ async def _post(session: Any, url: str, body: dict) -> tuple[int, float]:
 
 
 async def fixed_rate(url: str, bodies: list[dict], rate: float, seconds: float) -> dict:
-    """Open loop: request i is due at i / rate; latency counts from its due time."""
+    """Open loop: request i is due at i / rate; latency counts from its due time. Each
+    request is started at its due time (not all created up front, which would make the
+    client itself late for the first ones)."""
     import aiohttp  # noqa: PLC0415
 
     n = int(rate * seconds)
     latencies: list[float] = []
     errors = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        start = time.perf_counter()
 
-        async def one(i: int) -> None:
+        async def one(i: int, due: float) -> None:
             nonlocal errors
-            due = start + i / rate
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
             body = bodies[i % len(bodies)] | {"transaction_id": f"r{i}"}
             status, _ = await _post(session, url, body)
             latencies.append(time.perf_counter() - due)
             errors += status != 200
 
-        await asyncio.gather(*(one(i) for i in range(n)))
+        start = time.perf_counter()
+        tasks = []
+        for i in range(n):
+            due = start + i / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(i, due)))
+        await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
     return _stats(latencies, n, elapsed, errors)
 
@@ -181,7 +187,8 @@ async def fixed_concurrency(
 
 def _stats(latencies: list[float], transactions: int, elapsed: float, errors: int) -> dict:
     p50, p99 = np.percentile(np.array(latencies) * 1000, [50, 99])
-    return {"tx_per_s": transactions / elapsed, "p50": p50, "p99": p99, "errors": errors}
+    slow = int((np.array(latencies) > 0.05).sum())
+    return {"tx_per_s": transactions / elapsed, "p50": p50, "p99": p99, "errors": errors, "slow": slow}
 
 
 def _free_port() -> int:
@@ -204,7 +211,13 @@ def _wait(url: str, timeout: float = 120) -> None:
 
 
 def measure(url: str, bodies: list[dict], quick: bool) -> dict[str, dict]:
+    """The three loads against one server. The client's heap (this process built the
+    world: the model, Feast, Ray's driver) is frozen first: one full collection of it
+    took 0.25 s and delayed every answer in flight, a stall of the client's own that
+    showed as the server's p99."""
     seconds = 5 if quick else 20
+    gc.collect()
+    gc.freeze()
     asyncio.run(fixed_concurrency(f"{url}/score", bodies, 4, 2))  # warm-up
     return {
         "score @100/s": asyncio.run(fixed_rate(f"{url}/score", bodies, 100, seconds)),
