@@ -35,16 +35,20 @@ help:
 	@echo "make serve  - run the scorer in the foreground (development)"
 	@echo "make stop   - stop what 'make run' started"
 
+# uv installs the same versions as pip, from the same index, in about 15 s where pip
+# takes 2 minutes (a fifth of CI's budget); .venv/bin/pip stays for the user's own use.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+$(BIN)/uv: | $(BIN)/python
+	$(BIN)/pip install --quiet "uv>=0.9,<1"
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[dev]"
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

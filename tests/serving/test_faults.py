@@ -316,8 +316,9 @@ def test_a_replica_killed_under_load_fails_under_1_percent_and_loses_no_answer(s
 
 @pytest.fixture(scope="module")
 def one_replica(scorer):
-    """The application with one replica (the tests from here on)."""
-    scorer["deploy"](num_replicas=1)
+    """The application with one replica that works on 4 requests and queues 4 (the tests
+    from here on; one redeploy for all of them)."""
+    scorer["deploy"](num_replicas=1, max_ongoing_requests=4, max_queued_requests=4)
     _wait_ready(scorer["url"])
     return scorer
 
@@ -367,10 +368,8 @@ def test_with_one_replica_a_restart_answers_503_within_a_second(one_replica):
 
 
 def test_overload_is_refused_fast_by_a_bounded_queue(one_replica):
-    """More requests than a replica works on and queues: the rest get 503 at once.
-    (The module's last test: its teardown stops this deployment.)"""
+    """More requests than a replica works on and queues: the rest get 503 at once."""
     scorer = one_replica
-    scorer["deploy"](num_replicas=1, max_ongoing_requests=4, max_queued_requests=4)
     _wait_ready(scorer["url"])
     with _switch(scorer, "slow", "0.2"):
         bodies = [
@@ -411,7 +410,8 @@ def _wait_ready(url: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{url}/health", timeout=2).json()["status"] == "ok":
+            answer = requests.get(f"{url}/health", timeout=2)  # 503s while it restarts
+            if answer.status_code == 200 and answer.json()["status"] == "ok":
                 return
         time.sleep(0.2)
     pytest.fail("the scorer did not come back")
