@@ -1,9 +1,10 @@
 """Feature build: the features pipeline on Ray Data vs the same features in DuckDB SQL.
 
 Both sides read the day-partitioned raw transactions and write the model input table
-(every feature of DESIGN.md for every transaction); the two outputs are compared before
-any figure is printed. Then the online store: materialization rows/s of the latest
-snapshots, and get_online_features latency for one customer + one merchant.
+(every feature of docs/design.md, "Feature semantics", for every transaction); the two
+outputs are compared before any figure is printed. Then the online store:
+materialization rows/s of the latest snapshots, and get_online_features latency for one
+customer + one merchant.
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ TRANSACTION_SCHEMA = pa.DataFrameSchema(
 )
 
 
-# The contract's columns (DESIGN.md, "Data contract: transactions"), in its order.
+# The contract's columns (docs/design.md, "Data contract"), in its order.
 CONTRACT_COLUMNS = (
     "transaction_id",
     "event_timestamp",
@@ -173,7 +173,8 @@ def _row_reasons(cases: pd.DataFrame, n_rows: int) -> pd.Series:
         )
         raise ContractError(
             f"transactions do not match the contract: {details}. "
-            "Map or cast the source columns to the contract (see DESIGN.md, 'Data contract')."
+            "Map or cast the source columns to the contract "
+            "(see docs/design.md, 'Data contract')."
         )
     check = cases["check"].astype(str).replace(_CHECK_NAMES)
     in_column = (cases["schema_context"] == "Column").to_numpy()

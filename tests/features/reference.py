@@ -1,4 +1,4 @@
-"""A plain reference of DESIGN.md's feature semantics: slow, direct, obviously right.
+"""A plain reference of docs/design.md's "Feature semantics": slow, direct, obviously right.
 
 Every feature is computed from its definition by filtering the entity's history for each
 transaction (numpy masks per row); nothing is shared with payments_ml.features.

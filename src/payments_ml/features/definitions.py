@@ -1,4 +1,7 @@
-"""Feature names of the model input (DESIGN.md, "Feature semantics"): one list, used everywhere."""
+"""Feature names of the model input: one list, used everywhere.
+
+What each feature means: docs/design.md, "Feature semantics".
+"""
 
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ REQUEST_FEATURES = ["amount_to_customer_avg_30d", "hour_of_day", "is_weekend", "
 FEATURES = [*CUSTOMER_FEATURES, *MERCHANT_FEATURES, *REQUEST_FEATURES]
 
 # A feature's value for an entity with no history (cold start), and what the model uses
-# when a request lacks it: None where DESIGN.md defines the feature as null when empty.
+# when a request lacks it: None where docs/design.md ("Feature semantics") defines the
+# feature as null when empty.
 FEATURE_DEFAULTS: dict[str, float | None] = {
     name: None
     if "_avg_" in name or name.startswith("seconds_since") or name in REQUEST_FEATURES

@@ -195,7 +195,8 @@ def customer_window_features(
             ``amount``); only those on the request's UTC day and strictly before it count.
 
     Returns:
-        The customer features of DESIGN.md, aligned with the requests.
+        The customer features of docs/design.md ("Feature semantics"), aligned with the
+        requests.
     """
     return pd.DataFrame(
         customer_window_columns(
@@ -334,7 +335,8 @@ def feature_rows(
         label_delay_days: ``d`` of the merchant windows.
 
     Returns:
-        The model-input columns of DESIGN.md, one row per transaction (input order).
+        The model-input columns of docs/design.md ("Feature semantics"), one row per
+        transaction (input order).
     """
     cust = tx["customer_id"].to_numpy(np.int64)
     ns = to_ns(tx["event_timestamp"])

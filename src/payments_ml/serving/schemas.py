@@ -1,4 +1,4 @@
-"""Request and answer bodies of the scoring API (DESIGN.md, "Serving API")."""
+"""Request and answer bodies of the scoring API (docs/design.md, "Serving API")."""
 
 from __future__ import annotations
 

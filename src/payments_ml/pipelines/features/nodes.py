@@ -71,7 +71,7 @@ def _check_source(schema: Any) -> None:
         if not same_kind:
             raise ValueError(
                 f"raw_transactions: column '{name}' should be {wanted}, found {found}; "
-                "map the source onto the contract (DESIGN.md, 'Data contract')"
+                "map the source onto the contract (docs/design.md, 'Data contract')"
             )
 
 
