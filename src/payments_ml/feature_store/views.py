@@ -6,11 +6,27 @@ from feast import FeatureView, Field, FileSource, PushSource
 from feast.types import Array, Float64, Int64
 
 from payments_ml.feature_store.entities import customer, merchant
-from payments_ml.features.definitions import WINDOW_DAYS
+from payments_ml.features import today
+from payments_ml.features.definitions import CUSTOMER_SNAPSHOT_COLUMNS, MERCHANT_SNAPSHOT_COLUMNS
 
 # A snapshot row holds until the entity's next row (rows are written only where a value
 # changes), so rows never expire: ttl 0 means "no expiry" in Feast.
 NO_EXPIRY = timedelta(0)
+
+_FEAST_TYPES = {
+    "int64": Int64,
+    "float64": Float64,
+    "int64[]": Array(Int64),
+    "float64[]": Array(Float64),
+}
+
+
+def _schema(columns: dict[str, tuple[str, str]]) -> list[Field]:
+    """Feast fields of ``{column: (value kind, meaning)}``, in that order."""
+    return [
+        Field(name=name, dtype=_FEAST_TYPES[kind], description=meaning)
+        for name, (kind, meaning) in columns.items()
+    ]
 
 
 def customer_snapshot_fv(source: FileSource) -> FeatureView:
@@ -19,14 +35,7 @@ def customer_snapshot_fv(source: FileSource) -> FeatureView:
         name="customer_snapshot",
         entities=[customer],
         ttl=NO_EXPIRY,
-        schema=[
-            *(Field(name=f"tx_count_{w}d", dtype=Int64) for w in WINDOW_DAYS),
-            *(Field(name=f"amount_sum_{w}d", dtype=Float64) for w in WINDOW_DAYS),
-            Field(name="last_tx_ns", dtype=Int64, description="latest transaction before midnight"),
-            Field(
-                name="late_tx_ns", dtype=Array(Int64), description="transactions in the last hour"
-            ),
-        ],
+        schema=_schema(CUSTOMER_SNAPSHOT_COLUMNS),
         source=source,
         online=True,
         description="Customer transactions and amounts over [D - w days, D), w in 1, 7, 30.",
@@ -40,10 +49,7 @@ def merchant_snapshot_fv(source: FileSource) -> FeatureView:
         name="merchant_snapshot",
         entities=[merchant],
         ttl=NO_EXPIRY,
-        schema=[
-            *(Field(name=f"merchant_tx_count_{w}d", dtype=Int64) for w in WINDOW_DAYS),
-            *(Field(name=f"merchant_fraud_rate_{w}d", dtype=Float64) for w in WINDOW_DAYS),
-        ],
+        schema=_schema(MERCHANT_SNAPSHOT_COLUMNS),
         source=source,
         online=True,
         description="Merchant transactions and reported fraud rate over [D - d - w, D - d) days.",
@@ -61,12 +67,7 @@ def customer_today_fv(source: PushSource) -> FeatureView:
         name="customer_today",
         entities=[customer],
         ttl=timedelta(days=2),
-        schema=[
-            Field(name="day", dtype=Int64, description="days since 1970-01-01 (UTC)"),
-            Field(name="tx_ns", dtype=Array(Int64), description="event times, ns UTC"),
-            Field(name="amounts", dtype=Array(Float64)),
-            Field(name="tx_keys", dtype=Array(Int64), description="hashed transaction ids"),
-        ],
+        schema=_schema(today.SCHEMA),
         source=source,
         online=True,
         description="Customer transactions of the current UTC day, streamed by the scorer.",

@@ -43,11 +43,27 @@ KEY_COLUMNS = [
 LABEL_COLUMNS = ["is_fraud", "label_available_at"]
 TRAINING_SET_COLUMNS = [*KEY_COLUMNS, *LABEL_COLUMNS, *FEATURES]
 
-# The full-day part of the customer windows, kept in the nightly snapshot (Feast source).
-CUSTOMER_SNAPSHOT_FEATURES = [
-    *(f"{kind}_{w}d" for w in WINDOW_DAYS for kind in ("tx_count", "amount_sum")),
-    "last_tx_ns",  # the customer's latest transaction before the snapshot day
-    "late_tx_ns",  # their transactions in the last hour before midnight (1 h window)
-]
+# The nightly snapshots (Feast sources), column -> (value kind, meaning); the Feast
+# views' schemas are built from these (feature_store/views.py).
+# Customers: the full-day part of the customer windows.
+CUSTOMER_SNAPSHOT_COLUMNS: dict[str, tuple[str, str]] = {
+    **{
+        f"{kind}_{w}d": (dtype, f"{what} over the {w} full days before midnight")
+        for w in WINDOW_DAYS
+        for kind, dtype, what in (
+            ("tx_count", "int64", "transactions"),
+            ("amount_sum", "float64", "amount"),
+        )
+    },
+    "last_tx_ns": ("int64", "the latest transaction before midnight, ns UTC"),
+    "late_tx_ns": ("int64[]", "the transactions of the last hour before midnight, ns UTC"),
+}
+CUSTOMER_SNAPSHOT_FEATURES = list(CUSTOMER_SNAPSHOT_COLUMNS)
+# Merchants: the merchant features themselves (their windows end label_delay_days
+# before midnight, so they are complete as of the snapshot).
+MERCHANT_SNAPSHOT_COLUMNS: dict[str, tuple[str, str]] = {
+    name: ("int64", "transactions") if "_tx_count_" in name else ("float64", "fraud rate")
+    for name in MERCHANT_FEATURES
+}
 
 NIGHT_HOURS = range(0, 6)  # is_night: 00:00 to 05:59 UTC

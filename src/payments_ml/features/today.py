@@ -23,7 +23,15 @@ from typing import Any, NamedTuple
 import numpy as np
 
 KEEP_DAYS = 3  # distinct days with transactions kept in a customer's row
-COLUMNS = ("day", "tx_ns", "amounts", "tx_keys")
+# A customer's row: column -> (value kind, meaning). The Feast view customer_today is
+# built from it (feature_store/views.py).
+SCHEMA: dict[str, tuple[str, str]] = {
+    "day": ("int64", "the latest day with transactions, days since 1970-01-01 (UTC)"),
+    "tx_ns": ("int64[]", "event times, ns UTC"),
+    "amounts": ("float64[]", "amounts, in the order of tx_ns"),
+    "tx_keys": ("int64[]", "hashed transaction ids (transaction_key)"),
+}
+COLUMNS = tuple(SCHEMA)
 
 
 class Entry(NamedTuple):
