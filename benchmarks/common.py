@@ -12,12 +12,13 @@ from typing import Any
 
 import yaml
 
+from payments_ml.config import load_parameters
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_params(name: str) -> dict[str, Any]:
-    with open(ROOT / f"conf/base/parameters_{name}.yml") as f:
-        return copy.deepcopy(yaml.safe_load(f)[name])
+    return copy.deepcopy(load_parameters(ROOT)[name])
 
 
 @contextlib.contextmanager

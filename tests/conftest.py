@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from payments_ml.config import load_parameters
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,8 +83,7 @@ def ray_session():
 @pytest.fixture(scope="session")
 def base_params() -> dict[str, Any]:
     """The project's data_gen parameters as shipped in conf/base."""
-    with open(PROJECT_ROOT / "conf/base/parameters_data_gen.yml") as f:
-        return yaml.safe_load(f)["data_gen"]
+    return load_parameters(PROJECT_ROOT)["data_gen"]
 
 
 @pytest.fixture

@@ -45,3 +45,31 @@ def test_embedded_mlflow_store_is_under_the_project(monkeypatch):
     uri = config["server"]["mlflow_tracking_uri"]
     assert uri == f"sqlite:///{PROJECT_ROOT.as_posix()}/data/mlflow/mlflow.db"
     assert config["server"]["mlflow_registry_uri"] == uri
+
+
+@pytest.mark.parametrize("env", ["base", "cluster"])
+def test_one_label_delay_sets_every_pipelines(env, cluster_env):
+    """globals.yml's label_delay_days reaches all four keys; one runtime value moves them."""
+    from payments_ml.config import LABEL_DELAY_KEYS, load_parameters  # noqa: PLC0415
+
+    def delays(params) -> set:
+        values = set()
+        for path in LABEL_DELAY_KEYS:
+            value = params
+            for key in path:
+                value = value[key]
+            values.add(value)
+        return values
+
+    assert delays(load_parameters(PROJECT_ROOT, env)) == {7}
+    assert delays(load_parameters(PROJECT_ROOT, env, {"label_delay_days": 2})) == {2}
+
+
+def test_label_delays_that_differ_stop_the_run_naming_them():
+    from payments_ml.config import check_label_delay, load_parameters  # noqa: PLC0415
+
+    params = load_parameters(PROJECT_ROOT, "base", {"training": {"delay_days": 2}})
+    with pytest.raises(ValueError, match=r"features.label_delay_days=7, training.delay_days=2"):
+        check_label_delay(params)
+    check_label_delay(load_parameters(PROJECT_ROOT))  # the shipped values agree
+    check_label_delay({"training": {"delay_days": 3}})  # one key alone: nothing to compare

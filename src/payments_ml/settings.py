@@ -5,11 +5,12 @@ from pathlib import Path
 from kedro.utils import find_kedro_project
 from omegaconf.resolvers import oc
 
+from payments_ml.config import ParametersHook
 from payments_ml.hooks import RayHook
 from payments_ml.logging_hooks import LoggingHook
 
 # kedro-mlflow's hook registers itself (entry point).
-HOOKS = (RayHook(), LoggingHook())
+HOOKS = (RayHook(), LoggingHook(), ParametersHook())
 
 
 def _project_path() -> str:

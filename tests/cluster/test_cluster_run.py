@@ -41,8 +41,8 @@ pytestmark = pytest.mark.slow
 # 8 training days (3 of them validation), a 2-day gap and 4 test days.
 PARAMS = (
     "data_gen.n_customers=800,data_gen.n_merchants=120,data_gen.n_regions=5,"
-    "data_gen.n_days=16,data_gen.start_date=2025-05-01,features.label_delay_days=2,"
-    "training.train_days=8,training.valid_days=3,training.delay_days=2,training.test_days=4,"
+    "data_gen.n_days=16,data_gen.start_date=2025-05-01,label_delay_days=2,"
+    "training.train_days=8,training.valid_days=3,training.test_days=4,"
     "training.num_samples=2,training.num_boost_round=20,training.report_every=5,"
     "training.card_precision_k=20"
 )

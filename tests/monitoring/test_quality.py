@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-import yaml
 
+from payments_ml.config import load_parameters
 from payments_ml.monitoring import alerts as al
 from payments_ml.monitoring import quality as qu
 from tests.conftest import PROJECT_ROOT
@@ -20,8 +20,7 @@ AS_OF = dt.datetime(2025, 8, 1, tzinfo=dt.UTC)
 
 @pytest.fixture(scope="module")
 def params() -> dict:
-    with open(PROJECT_ROOT / "conf/base/parameters_monitoring.yml") as f:
-        return yaml.safe_load(f)["monitoring"]
+    return load_parameters(PROJECT_ROOT)["monitoring"]
 
 
 def table(

@@ -10,8 +10,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
-import yaml
 
+from payments_ml.config import load_parameters
 from payments_ml.pipelines.ingest.mapping import IngestPlan, map_table, plan_ingest
 from tests.conftest import PROJECT_ROOT
 
@@ -69,8 +69,7 @@ def _map(plan: IngestPlan) -> pd.DataFrame:
 
 
 def test_shipped_parameters_plan_the_committed_sparkov_fixture():
-    with open(PROJECT_ROOT / "conf/base/parameters_ingest.yml") as f:
-        params = yaml.safe_load(f)["ingest"]
+    params = load_parameters(PROJECT_ROOT)["ingest"]
     params["path"] = str(PROJECT_ROOT / params["path"])
     plan = plan_ingest(params)
     assert plan.format == "csv"

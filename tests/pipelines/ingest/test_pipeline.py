@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from payments_ml.config import load_parameters
 from payments_ml.contracts import split_by_contract
 from payments_ml.datasets import RayParquetDataset, to_pandas
 from payments_ml.pipelines.ingest import create_pipeline
@@ -27,8 +27,7 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 @pytest.fixture(scope="module")
 def sparkov_params() -> dict:
-    with open(PROJECT_ROOT / "conf/base/parameters_ingest.yml") as f:
-        return yaml.safe_load(f)["ingest"]
+    return load_parameters(PROJECT_ROOT)["ingest"]
 
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:

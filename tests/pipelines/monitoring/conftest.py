@@ -6,15 +6,14 @@ import copy
 from typing import Any
 
 import pytest
-import yaml
 
+from payments_ml.config import load_parameters
 from tests.conftest import PROJECT_ROOT
 
 
 @pytest.fixture(scope="session")
 def shipped_monitoring_params() -> dict[str, Any]:
-    with open(PROJECT_ROOT / "conf/base/parameters_monitoring.yml") as f:
-        return yaml.safe_load(f)["monitoring"]
+    return load_parameters(PROJECT_ROOT)["monitoring"]
 
 
 def small(shipped: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +34,6 @@ def monitoring_params(shipped_monitoring_params) -> dict[str, Any]:
 def split_params() -> dict[str, Any]:
     """The shipped training split, shortened to a 28-day history: test is days 23-27,
     the gap 21-22, training 7-20 (so the last 7 days, 21-27, are the recent window)."""
-    with open(PROJECT_ROOT / "conf/base/parameters_training.yml") as f:
-        params = yaml.safe_load(f)["training"]
+    params = load_parameters(PROJECT_ROOT)["training"]
     params.update(train_days=14, valid_days=4, delay_days=2, test_days=5, test_end=None)
     return params

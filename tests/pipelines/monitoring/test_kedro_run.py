@@ -21,7 +21,8 @@ from tests.project import scratch_project
 
 PARAMS = {
     "monitoring": {"as_of": "2025-07-15T00:00:00Z", "drift": {"min_rows": 200}},
-    "training": {"train_days": 14, "valid_days": 4, "delay_days": 2, "test_days": 5},
+    "training": {"train_days": 14, "valid_days": 4, "test_days": 5},
+    "label_delay_days": 2,  # training.delay_days, and every other label delay
 }
 
 

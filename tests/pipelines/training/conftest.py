@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
 
+from payments_ml.config import load_parameters
 from tests.conftest import PROJECT_ROOT
 
 DELAY = 7
@@ -36,8 +36,7 @@ def training_set(base_params) -> pd.DataFrame:
 @pytest.fixture
 def training_params(tmp_path) -> dict[str, Any]:
     """conf/base training parameters on a 40-day history, with a two-trial search."""
-    with open(PROJECT_ROOT / "conf/base/parameters_training.yml") as f:
-        params = yaml.safe_load(f)["training"]
+    params = load_parameters(PROJECT_ROOT)["training"]
     params.update(
         train_days=21,
         valid_days=5,
