@@ -67,12 +67,13 @@ def encode_record(
         model_version: The model that scored them.
     """
     rows = np.asarray(rows, np.int64)
+    picked = rows.tolist()
     ints = [name for name in _INTS if name in batch]
     header = {
         "ints": ints,
         "floats": ["amount", "fraud_probability", *names],
-        "transaction_id": [batch["transaction_id"][i] for i in rows.tolist()],
-        "decision": [decisions[i] for i in rows.tolist()],
+        "transaction_id": [batch["transaction_id"][i] for i in picked],
+        "decision": [decisions[i] for i in picked],
         "model_version": model_version,
         "scored_at": time.time_ns(),
     }
