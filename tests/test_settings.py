@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from kedro.config import OmegaConfigLoader
 
-from payments_ml.settings import CONFIG_LOADER_ARGS
+from payments_ml.config import config_loader
 from tests.conftest import PROJECT_ROOT
 
 
@@ -14,7 +13,7 @@ def cluster_env(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
     monkeypatch.setenv("REDIS_URL", "redis://cache:6379/1")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
-    return OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="cluster", **CONFIG_LOADER_ARGS)
+    return config_loader(PROJECT_ROOT, "cluster")
 
 
 def test_cluster_keeps_base_settings_it_does_not_override(cluster_env):
@@ -41,7 +40,7 @@ def test_cluster_feast_config_drops_the_sqlite_path(cluster_env):
 
 def test_embedded_mlflow_store_is_under_the_project(monkeypatch):
     monkeypatch.chdir(PROJECT_ROOT / "src")  # kedro finds the project from a subfolder too
-    config = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS)["mlflow"]
+    config = config_loader(PROJECT_ROOT)["mlflow"]
     uri = config["server"]["mlflow_tracking_uri"]
     assert uri == f"sqlite:///{PROJECT_ROOT.as_posix()}/data/mlflow/mlflow.db"
     assert config["server"]["mlflow_registry_uri"] == uri
@@ -50,16 +49,12 @@ def test_embedded_mlflow_store_is_under_the_project(monkeypatch):
 @pytest.mark.parametrize("env", ["base", "cluster"])
 def test_one_label_delay_sets_every_pipelines(env, cluster_env):
     """globals.yml's label_delay_days reaches all four keys; one runtime value moves them."""
-    from payments_ml.config import LABEL_DELAY_KEYS, load_parameters  # noqa: PLC0415
+    from payments_ml.config import LABEL_DELAY_KEYS, label_delays, load_parameters  # noqa: PLC0415
 
     def delays(params) -> set:
-        values = set()
-        for path in LABEL_DELAY_KEYS:
-            value = params
-            for key in path:
-                value = value[key]
-            values.add(value)
-        return values
+        found = label_delays(params)
+        assert len(found) == len(LABEL_DELAY_KEYS), found  # every key present
+        return set(found.values())
 
     assert delays(load_parameters(PROJECT_ROOT, env)) == {7}
     assert delays(load_parameters(PROJECT_ROOT, env, {"label_delay_days": 2})) == {2}

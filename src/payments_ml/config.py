@@ -12,26 +12,29 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-
-def load_parameters(
-    project_path: str | Path = PROJECT_ROOT,
-    env: str = "base",
-    runtime_params: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Every parameter of the project in ``env`` (``base``: conf/base and conf/local)."""
+def config_loader(
+    project_path: str | Path, env: str = "base", runtime_params: dict[str, Any] | None = None
+) -> Any:
+    """The project's Kedro configuration loader in ``env`` (``base``: conf/base and
+    conf/local), with the settings ``kedro run`` uses."""
     from kedro.config import OmegaConfigLoader  # noqa: PLC0415
 
     from payments_ml.settings import CONFIG_LOADER_ARGS  # noqa: PLC0415
 
-    loader = OmegaConfigLoader(
+    return OmegaConfigLoader(
         str(Path(project_path).resolve() / "conf"),
         env=None if env == "base" else env,
         runtime_params=runtime_params,
         **CONFIG_LOADER_ARGS,
     )
-    return dict(loader["parameters"])
+
+
+def load_parameters(
+    project_path: str | Path, env: str = "base", runtime_params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Every parameter of the project in ``env``, resolved."""
+    return dict(config_loader(project_path, env, runtime_params)["parameters"])
 
 
 # The parameters that take globals.yml's label_delay_days. They must agree: a training gap
@@ -44,8 +47,8 @@ LABEL_DELAY_KEYS = (
 )
 
 
-def check_label_delay(params: dict[str, Any]) -> None:
-    """Raise ValueError when the label-delay parameters present in ``params`` differ."""
+def label_delays(params: dict[str, Any]) -> dict[str, Any]:
+    """``{"features.label_delay_days": 7, ...}``: the label-delay keys ``params`` holds."""
     found = {}
     for path in LABEL_DELAY_KEYS:
         value: Any = params
@@ -53,6 +56,12 @@ def check_label_delay(params: dict[str, Any]) -> None:
             value = value.get(key) if isinstance(value, dict) else None
         if value is not None:
             found[".".join(path)] = value
+    return found
+
+
+def check_label_delay(params: dict[str, Any]) -> None:
+    """Raise ValueError when the label-delay parameters present in ``params`` differ."""
+    found = label_delays(params)
     if len({float(v) for v in found.values()}) > 1:
         listed = ", ".join(f"{k}={v}" for k, v in found.items())
         raise ValueError(

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kedro.config import OmegaConfigLoader
 
-from payments_ml.settings import CONFIG_LOADER_ARGS
+from payments_ml.config import config_loader
 from tests.conftest import PROJECT_ROOT
 
 ROOT = "s3://fraud-data/payments-ml"
@@ -23,7 +22,7 @@ def cluster_config(monkeypatch):
         "PAYMENTS_ML_DATA_ROOT": ROOT,
     }.items():
         monkeypatch.setenv(name, value)
-    return OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="cluster", **CONFIG_LOADER_ARGS)
+    return config_loader(PROJECT_ROOT, "cluster")
 
 
 def _filepaths(catalog: dict) -> dict[str, str]:
@@ -48,12 +47,14 @@ def test_every_path_moves_under_the_storage_root(cluster_config):
     assert training["num_samples"] == 10  # the rest of training stays as in base
 
 
-def test_every_global_path_is_restated_for_the_cluster():
+def test_every_global_path_is_restated_for_the_cluster(cluster_config):
     """Kedro replaces `paths` whole: a path added to base but not here would be lost.
-    (Top-level keys the cluster does not set, such as label_delay_days, stay base's.)"""
+    Top-level keys the cluster does not set (label_delay_days) keep base's value."""
     base = yaml.safe_load((PROJECT_ROOT / "conf/base/globals.yml").read_text())
     cluster = yaml.safe_load((PROJECT_ROOT / "conf/cluster/globals.yml").read_text())
     assert set(cluster) <= set(base)
+    for name in set(base) - set(cluster):
+        assert cluster_config["globals"][name] == base[name], name
     assert set(cluster["paths"]) == set(base["paths"])
     for name, path in base["paths"].items():
         assert cluster["paths"][name] == path, name  # same layout below data_root
@@ -61,7 +62,7 @@ def test_every_global_path_is_restated_for_the_cluster():
 
 def test_without_a_storage_root_the_data_stay_in_the_project(monkeypatch):
     monkeypatch.delenv("PAYMENTS_ML_DATA_ROOT", raising=False)
-    config = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="cluster", **CONFIG_LOADER_ARGS)
+    config = config_loader(PROJECT_ROOT, "cluster")
     assert config["globals"]["data_root"] == "data"
     assert config["globals"]["paths"]["alerts"] == "data/08_reporting/alerts.jsonl"
 

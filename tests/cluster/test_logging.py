@@ -9,10 +9,9 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from kedro.config import OmegaConfigLoader
 
+from payments_ml.config import config_loader
 from payments_ml.logging_hooks import LoggingHook, apply_logging_config, params_partition
-from payments_ml.settings import CONFIG_LOADER_ARGS
 from payments_ml.structured_logging import (
     JsonFormatter,
     error_partition,
@@ -191,7 +190,7 @@ def test_a_failing_ray_data_batch_is_reported_by_its_own_error(ray_session, rest
 
 def test_cluster_environment_switches_to_json_lines(restore_logging, capsys):
     """conf/cluster/logging.yml, applied by the hook: JSON on stderr with the run context."""
-    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="cluster", **CONFIG_LOADER_ARGS)
+    loader = config_loader(PROJECT_ROOT, "cluster")
     hook = LoggingHook()
     hook.after_context_created(SimpleNamespace(config_loader=loader))
     hook.before_pipeline_run({"pipeline_names": ["data_gen"]})
@@ -208,7 +207,7 @@ def test_cluster_environment_switches_to_json_lines(restore_logging, capsys):
 
 def test_local_environment_keeps_its_logging(restore_logging):
     root_handlers = list(logging.getLogger().handlers)
-    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="local", **CONFIG_LOADER_ARGS)
+    loader = config_loader(PROJECT_ROOT, "local")
     LoggingHook().after_context_created(SimpleNamespace(config_loader=loader))
     assert logging.getLogger().handlers == root_handlers
 

@@ -582,15 +582,11 @@ def build_app(args: dict[str, Any]) -> Any:
 
 def project_settings(project_path: str, env: str = "base") -> dict[str, Any]:
     """The tracking URI, Feast settings and serving parameters of a Kedro project."""
-    from kedro.config import OmegaConfigLoader  # noqa: PLC0415
-
+    from payments_ml.config import config_loader  # noqa: PLC0415
     from payments_ml.feature_store.store import absolute_path, resolved  # noqa: PLC0415
-    from payments_ml.settings import CONFIG_LOADER_ARGS  # noqa: PLC0415
 
     root = Path(project_path).resolve()
-    loader = OmegaConfigLoader(
-        str(root / "conf"), env=None if env == "base" else env, **CONFIG_LOADER_ARGS
-    )
+    loader = config_loader(root, env)
     parameters = loader["parameters"]
     feast = resolved(parameters["feast"], root)
     serving = parameters.get("serving", {})
