@@ -68,3 +68,24 @@ def test_label_delays_that_differ_stop_the_run_naming_them():
         check_label_delay(params)
     check_label_delay(load_parameters(PROJECT_ROOT))  # the shipped values agree
     check_label_delay({"training": {"delay_days": 3}})  # one key alone: nothing to compare
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("data/x.db", "{root}/data/x.db"),
+        ("file://{root}/y/z", "{root}/y/z"),
+        ("s3://bucket/key", "s3://bucket/key"),
+        ("redis://cache:6379/0", "redis://cache:6379/0"),
+        ("/abs/../abs/p", "/abs/p"),
+        (None, None),
+        ("", ""),
+    ],
+)
+def test_one_rule_makes_paths_absolute(tmp_path, path, expected):
+    from payments_ml.config import absolute_path  # noqa: PLC0415
+
+    root = tmp_path.resolve().as_posix()
+    given = path.format(root=root) if path else path
+    assert absolute_path(given, root) == (expected.format(root=root) if expected else expected)
+    assert list(tmp_path.iterdir()) == []  # nothing created

@@ -78,8 +78,8 @@ def test_feast_ui_serves_the_projects_registry_on_localhost(tmp_path):
     """`python -m payments_ml.feature_store ui` over a registry the features pipeline applied."""
     import psutil  # noqa: PLC0415 (a Ray dependency)
 
+    from payments_ml.config import project_settings  # noqa: PLC0415
     from payments_ml.feature_store import store as fs  # noqa: PLC0415
-    from payments_ml.serving.app import project_settings  # noqa: PLC0415
 
     project = scratch_project(tmp_path)
     feast = project_settings(str(project))["feast"]

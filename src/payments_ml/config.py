@@ -1,16 +1,69 @@
-"""The project's configuration read outside a Kedro run (tests, benchmarks, tools).
+"""The project's configuration and paths, for everything outside a Kedro node.
 
-Kedro nodes get their parameters from the run; code that runs without one reads them
-here, resolved as ``kedro run`` resolves them (globals, runtime parameters, the
-environment's overrides), never as raw YAML.
+Kedro nodes get their parameters from the run. Code that runs without one (the scorer's
+Serve application, the replay and Feast UI commands, tests, benchmarks) reads them here,
+resolved as ``kedro run`` resolves them (globals, runtime parameters, the environment's
+overrides), never as raw YAML. `absolute_path` is the one rule for turning a configured
+path into one that another process (a Ray worker, a Serve replica) can open.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+from kedro.utils import find_kedro_project
+from omegaconf.resolvers import oc
+
+
+def _project_path() -> str:
+    """The project root, for paths that must be absolute (MLflow stores)."""
+    return (find_kedro_project(Path.cwd()) or Path.cwd()).as_posix()
+
+
+# How Kedro reads conf/ (settings.py hands these to Kedro; config_loader uses the same).
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    "config_patterns": {
+        "ray": ["ray*", "ray*/**"],
+        # conf/<env>/logging.yml, applied by LoggingHook (conf/cluster: JSON lines).
+        "logging": ["logging*"],
+        "mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"],  # kedro-mlflow's own pattern
+        # feast.yml is read by the features nodes as `params:feast`.
+        "parameters": ["parameters*", "parameters*/**", "**/parameters*", "feast*", "feast*/**"],
+    },
+    # An environment overrides single keys (conf/cluster/feast.yml sets only the online
+    # store), not whole top-level sections.
+    "merge_strategy": {"parameters": "soft", "ray": "soft", "mlflow": "soft"},
+    # ${oc.env:RAY_ADDRESS} in conf/cluster: addresses come from the environment;
+    # ${project_path:} in mlflow.yml: the SQLite store and artifacts under data/.
+    "custom_resolvers": {"oc.env": oc.env, "project_path": _project_path},
+}
+
+
+def absolute_path(path: str | os.PathLike[str] | None, root: str | Path | None = None) -> Any:
+    """``path`` as any process can open it, whatever its working directory.
+
+    A relative path is anchored at ``root`` (default: the working directory, the project
+    root under `kedro run`) and ``~`` is expanded; a ``file://`` URL becomes its local
+    path (Feast's file registry reads file:// URLs as relative paths); other URLs
+    (``s3://``, ``gs://``, ``redis://``) and None or "" are returned as they are.
+    Nothing is created.
+    """
+    if path is None or str(path) == "":
+        return path
+    text = str(path)
+    for local in ("file://", "local://"):
+        text = text.removeprefix(local)
+    if "://" in text:
+        return text
+    target = Path(text).expanduser()
+    if not target.is_absolute():
+        target = Path(root or Path.cwd()).expanduser() / target
+    return target.resolve().as_posix()
 
 
 def config_loader(
@@ -19,8 +72,6 @@ def config_loader(
     """The project's Kedro configuration loader in ``env`` (``base``: conf/base and
     conf/local), with the settings ``kedro run`` uses."""
     from kedro.config import OmegaConfigLoader  # noqa: PLC0415
-
-    from payments_ml.settings import CONFIG_LOADER_ARGS  # noqa: PLC0415
 
     return OmegaConfigLoader(
         str(Path(project_path).resolve() / "conf"),
@@ -35,6 +86,57 @@ def load_parameters(
 ) -> dict[str, Any]:
     """Every parameter of the project in ``env``, resolved."""
     return dict(config_loader(project_path, env, runtime_params)["parameters"])
+
+
+def feast_settings(feast: dict[str, Any], root: str | Path | None = None) -> dict[str, Any]:
+    """The ``feast`` parameters with every local path absolute (from ``root`` or the
+    working directory): a Serve replica opens the store from another folder."""
+    out = {**feast, "registry": absolute_path(feast["registry"], root)}
+    out["sources"] = {name: absolute_path(p, root) for name, p in feast["sources"].items()}
+    online = dict(feast["online_store"])
+    if "path" in online:
+        online["path"] = absolute_path(online["path"], root)
+    out["online_store"] = online
+    return out
+
+
+def project_settings(project_path: str | Path, env: str = "base") -> dict[str, Any]:
+    """What the scorer and the tools outside Kedro need from a project's configuration:
+    the MLflow URIs, the Feast settings (paths absolute), the serving parameters, and the
+    paths of the catalog's file datasets (``datasets``: name, without a transcoding
+    suffix such as ``@pandas``, -> absolute path)."""
+    root = Path(project_path).resolve()
+    loader = config_loader(root, env)
+    parameters = loader["parameters"]
+    serving = parameters.get("serving", {})
+    server = loader["mlflow"]["server"]
+    catalog = loader["catalog"]
+    return {
+        "tracking_uri": server["mlflow_tracking_uri"],
+        "registry_uri": server.get("mlflow_registry_uri") or server["mlflow_tracking_uri"],
+        "feast": feast_settings(parameters["feast"], root),
+        "score_log": serving.get("score_log"),
+        "alerts_path": absolute_path(serving.get("alerts_path"), root),
+        "settings": serving,
+        "datasets": {
+            name.split("@")[0]: absolute_path(path, root)
+            for name, path in catalog_paths(catalog).items()
+        },
+    }
+
+
+def catalog_paths(catalog: dict[str, Any]) -> dict[str, str]:
+    """Catalog name -> ``filepath`` as configured, for the datasets stored in files
+    (wrapped ones such as MLflow's artifact datasets included; factories left out)."""
+    paths = {}
+    for name, entry in catalog.items():
+        if not isinstance(entry, dict) or "{" in name:
+            continue
+        inner = entry.get("dataset") if isinstance(entry.get("dataset"), dict) else {}
+        path = entry.get("filepath") or inner.get("filepath")
+        if path:
+            paths[name] = path
+    return paths
 
 
 # The parameters that take globals.yml's label_delay_days. They must agree: a training gap

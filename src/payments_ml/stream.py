@@ -1,11 +1,12 @@
-"""Replay a generated day against the scorer: ``python -m payments_ml.stream --day D``.
+"""Replay a generated day against the scorer: python -m payments_ml.stream --day D.
 
 Loads the nightly snapshot of day D into the online store (what that night's refresh
 served; the latest snapshot is put back at the end), then sends D's transactions in time
-order at ``--rate`` requests/s to ``/score``, with a progress bar and a summary: sent,
-ok, errors, latency percentiles, decisions, frauds caught. ``--check`` compares the
-features the scorer used with training_set. ``--sample`` scores one transaction and
-prints the answer.
+order at --rate requests/s to /score, with a progress bar and a summary: sent, ok,
+errors, latency percentiles, decisions, frauds caught. --check compares the features the
+scorer used with training_set. --sample scores one transaction and prints the answer.
+Paths (raw_transactions, training_set, the Feast store) come from the project's
+configuration in --env, as `kedro run --env` reads them.
 """
 
 from __future__ import annotations
@@ -28,16 +29,19 @@ from payments_ml.features.definitions import FEATURES, KEY_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-RAW = Path("data/01_raw/transactions")
-TRAINING_SET = Path("data/05_model_input/training_set")
 REQUEST_COLUMNS = KEY_COLUMNS  # the contract's columns without the labels
 
 
-def day_transactions(day: str, raw: Path = RAW) -> pd.DataFrame:
+def generated_days(raw: Path) -> list[str]:
+    """The days with a partition under ``raw`` (raw_transactions), in order."""
+    return sorted(p.name.removeprefix("event_date=") for p in raw.glob("event_date=*"))
+
+
+def day_transactions(day: str, raw: Path) -> pd.DataFrame:
     """The day's transactions in time order (with their labels, kept for the summary)."""
     partition = raw / f"event_date={day}"
     if not partition.exists():
-        days = sorted(p.name.removeprefix("event_date=") for p in raw.glob("event_date=*"))
+        days = generated_days(raw)
         raise SystemExit(
             f"no transactions for {day} under {raw}; generated days: "
             f"{days[0] + '..' + days[-1] if days else 'none (run `make run` first)'}"
@@ -46,12 +50,11 @@ def day_transactions(day: str, raw: Path = RAW) -> pd.DataFrame:
     return rows.sort_values(["event_timestamp", "transaction_id"], ignore_index=True)
 
 
-def prepare_day(day: str | None, project_path: str = ".", env: str = "base") -> dict[str, int]:
-    """Load the nightly snapshot of ``day`` (None: the latest) into the online store."""
+def prepare_day(day: str | None, feast: dict[str, Any]) -> dict[str, int]:
+    """Load the nightly snapshot of ``day`` (None: the latest) into the online store of
+    ``feast`` (the project's Feast settings, `project_settings(...)["feast"]`)."""
     from payments_ml.feature_store import store as fs  # noqa: PLC0415
-    from payments_ml.serving.app import project_settings  # noqa: PLC0415
 
-    feast = project_settings(project_path, env)["feast"]
     store = fs.open_store(feast)
     customers = pd.read_parquet(feast["sources"]["customer_snapshots"])
     merchants = pd.read_parquet(feast["sources"]["merchant_snapshots"])
@@ -132,7 +135,7 @@ def summarize(rows: pd.DataFrame, answers: pd.DataFrame, seconds: float) -> dict
     }
 
 
-def check_features(answers: pd.DataFrame, training_set: Path = TRAINING_SET) -> dict[str, Any]:
+def check_features(answers: pd.DataFrame, training_set: Path) -> dict[str, Any]:
     """Features the scorer used against training_set: mismatches per feature."""
     ok = answers[answers["status"] == 200]
     served = pd.DataFrame(list(ok["features_used"]), index=ok["transaction_id"])[FEATURES]
@@ -163,18 +166,35 @@ def _bodies(rows: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m payments_ml.stream",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--day", help="YYYY-MM-DD, a generated day (default: the last one)")
-    parser.add_argument("--rate", type=float, default=50.0, help="requests per second")
+    parser.add_argument(
+        "--rate", type=float, default=50.0, help="requests per second (default: %(default)s)"
+    )
     parser.add_argument("--limit", type=int, help="send only the first N transactions")
-    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="the scorer (default: %(default)s)"
+    )
+    parser.add_argument("--env", default="base", help="Kedro environment (default: base)")
+    parser.add_argument("--project-path", default=".", help="the project (default: .)")
     parser.add_argument("--no-prepare", action="store_true", help="keep the online store as is")
     parser.add_argument("--check", action="store_true", help="compare features to training_set")
     parser.add_argument("--sample", action="store_true", help="score one transaction, print it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    day = args.day or sorted(p.name[len("event_date=") :] for p in RAW.glob("event_date=*"))[-1]
-    rows = day_transactions(day)
+    from payments_ml.config import project_settings  # noqa: PLC0415
+
+    settings = project_settings(args.project_path, args.env)
+    raw = Path(settings["datasets"]["raw_transactions"])
+    days = generated_days(raw)
+    if not args.day and not days:
+        raise SystemExit(f"no generated days under {raw}: run `make run` first")
+    day = args.day or days[-1]
+    rows = day_transactions(day, raw)
     if args.sample:
         # The online store serves the night after the last generated day: score a
         # transaction of that day's first customer, dated the next day at the same time.
@@ -186,16 +206,17 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(answer.json(), indent=2))  # noqa: T201
         return 0 if answer.ok else 1
     if not args.no_prepare:
-        written = prepare_day(day)
+        written = prepare_day(day, settings["feast"])
         logger.info("Online store: nightly snapshot of %s loaded (%s)", day, written)
     rows = rows.head(args.limit) if args.limit else rows
     start = time.perf_counter()
     answers = replay(args.url, rows, args.rate)
     summary = summarize(rows, answers, time.perf_counter() - start)
     if args.check:
-        summary["consistency"] = check_features(answers)
+        training_set = Path(settings["datasets"]["training_set"])
+        summary["consistency"] = check_features(answers, training_set)
     if not args.no_prepare:
-        prepare_day(None)
+        prepare_day(None, settings["feast"])
         logger.info("Online store: the latest nightly snapshot is back")
     print(json.dumps({"day": day, **summary}, indent=2))  # noqa: T201
     return 0 if summary["ok"] == summary["sent"] else 1

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 
-from payments_ml.config import config_loader
+from payments_ml.config import catalog_paths, config_loader, project_settings
 from tests.conftest import PROJECT_ROOT
 
 ROOT = "s3://fraud-data/payments-ml"
@@ -25,18 +23,8 @@ def cluster_config(monkeypatch):
     return config_loader(PROJECT_ROOT, "cluster")
 
 
-def _filepaths(catalog: dict) -> dict[str, str]:
-    paths = {}
-    for name, entry in catalog.items():
-        inner = entry.get("dataset") if isinstance(entry.get("dataset"), dict) else {}
-        path = entry.get("filepath") or inner.get("filepath")
-        if path:
-            paths[name] = path
-    return paths
-
-
 def test_every_path_moves_under_the_storage_root(cluster_config):
-    paths = _filepaths(cluster_config["catalog"])
+    paths = catalog_paths(cluster_config["catalog"])
     assert len(paths) > 15
     assert {name: p for name, p in paths.items() if not p.startswith(f"{ROOT}/")} == {}
     feast = cluster_config["parameters"]["feast"]
@@ -75,6 +63,22 @@ def test_the_cluster_streams_json_and_keeps_worker_output_on_the_nodes(cluster_c
     assert formatter == "payments_ml.structured_logging.JsonFormatter"
 
 
+def test_tools_outside_kedro_read_under_the_storage_root(monkeypatch, tmp_path):
+    """The scorer's application, the replay and the Feast UI take their paths from the
+    environment's configuration: data_root moves them all."""
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/1")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    for root, expected in [(ROOT, ROOT), (f"file://{tmp_path}/store", f"{tmp_path}/store")]:
+        monkeypatch.setenv("PAYMENTS_ML_DATA_ROOT", root)
+        settings = project_settings(PROJECT_ROOT, "cluster")
+        datasets = settings["datasets"]
+        assert datasets["raw_transactions"] == f"{expected}/01_raw/transactions"
+        assert datasets["training_set"] == f"{expected}/05_model_input/training_set"
+        assert settings["feast"]["registry"] == f"{expected}/feast/registry.db"
+        assert settings["alerts_path"] == f"{expected}/08_reporting/alerts.jsonl"
+    assert not (tmp_path / "store").exists()  # resolving a path creates nothing
+
+
 def test_feast_takes_file_urls_as_local_paths(tmp_path):
     """fsspec-style file:// roots work for the catalog; Feast's registry needs a path."""
     from payments_ml.feature_store.store import repo_config  # noqa: PLC0415
@@ -86,4 +90,4 @@ def test_feast_takes_file_urls_as_local_paths(tmp_path):
         "sources": {},
     }
     assert repo_config(config).registry.path == f"{tmp_path}/feast/registry.db"
-    assert Path(tmp_path / "feast").is_dir()
+    assert not (tmp_path / "feast").exists()  # open_store makes the folder, not the config

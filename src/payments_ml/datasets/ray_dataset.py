@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 import fsspec
@@ -19,6 +19,8 @@ import ray
 from kedro.io import AbstractDataset, DatasetError
 from kedro.io.core import get_protocol_and_path
 from ray.data.dataset import MaterializedDataset
+
+from payments_ml.config import absolute_path
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
         protocol, path = get_protocol_and_path(filepath)
         self._fs = fsspec.filesystem(protocol, **(fs_args or {}))
         self._protocol = protocol
-        self._path = self._fs._strip_protocol(path) if protocol != "file" else _absolute(path)
+        self._path = self._fs._strip_protocol(path) if protocol != "file" else absolute_path(path)
         self._partition_cols = list(partition_cols or [])
         if isinstance(replace_partitions, str):
             replace_partitions = [replace_partitions]
@@ -233,11 +235,6 @@ def _arrow_type(dtype: Any) -> pa.DataType:
     if np.dtype(dtype) == np.dtype(object):
         return pa.string()  # object columns: strings in this project
     return pa.from_numpy_dtype(dtype)
-
-
-def _absolute(path: str) -> str:
-    # Ray workers may not share the driver's working directory: hand them absolute paths.
-    return Path(path).expanduser().resolve().as_posix()
 
 
 def to_pandas(dataset: ray.data.Dataset) -> pd.DataFrame:

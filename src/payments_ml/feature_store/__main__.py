@@ -28,7 +28,7 @@ def serve_ui(project_path: Path, env: str, host: str, port: int) -> None:
     Raises:
         SystemExit: The registry does not exist yet; the message says how to create it.
     """
-    from payments_ml.serving.app import project_settings  # noqa: PLC0415
+    from payments_ml.config import project_settings  # noqa: PLC0415
 
     feast = project_settings(str(project_path), env)["feast"]
     registry = feast["registry"]

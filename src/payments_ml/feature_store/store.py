@@ -16,6 +16,7 @@ from feast.protos.feast.types.Value_pb2 import Int64List
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.types import Array, Float64, Int64
 
+from payments_ml.config import absolute_path
 from payments_ml.feature_store.entities import customer, merchant
 from payments_ml.feature_store.online_store import TYPE as PACKED_SQLITE
 from payments_ml.feature_store.online_store import PackedSqliteOnlineStore, provider_online_store
@@ -48,13 +49,13 @@ def repo_config(config: dict[str, Any]) -> RepoConfig:
     # An environment may switch the type: drop the other type's settings from base.
     if online["type"] in ("sqlite", PACKED_SQLITE):
         online.pop("connection_string", None)
-        online["path"] = _absolute(online["path"])
+        online["path"] = absolute_path(online["path"])
     elif online.get("type") == "redis":
         online.pop("path", None)
         online["connection_string"] = _redis_connection(online["connection_string"])
     return RepoConfig(
         project=config["project"],
-        registry=_absolute(config["registry"]),
+        registry=absolute_path(config["registry"]),
         provider="local",
         offline_store=dict(config.get("offline_store") or {"type": "file"}),
         online_store=online,
@@ -63,42 +64,18 @@ def repo_config(config: dict[str, Any]) -> RepoConfig:
     )
 
 
-def resolved(config: dict[str, Any], root: Path | None = None) -> dict[str, Any]:
-    """The configuration with every relative path made absolute (from ``root`` or cwd).
-
-    Needed before handing it to another process (a Serve replica has its own cwd).
-    """
-    base = (root or Path.cwd()).resolve()
-
-    def absolute(path: str) -> str:
-        return absolute_path(path, base)
-
-    out = {**config, "registry": absolute(config["registry"])}
-    out["sources"] = {name: absolute(path) for name, path in config["sources"].items()}
-    online = dict(config["online_store"])
-    if "path" in online:
-        online["path"] = absolute(online["path"])
-    out["online_store"] = online
-    return out
-
-
-def absolute_path(path: str | None, root: Path) -> str | None:
-    """``path`` anchored at ``root`` (absolute paths, URIs such as s3://... and None stay)."""
-    if not path or "://" in path or Path(path).is_absolute():
-        return path
-    return str(root.resolve() / path)
-
-
 def definitions(config: dict[str, Any]) -> dict[str, Any]:
     """Every Feast object of the project, with source paths from the configuration."""
     sources = config["sources"]
     customer_fv = customer_snapshot_fv(
-        customer_snapshots_source(_absolute(sources["customer_snapshots"]))
+        customer_snapshots_source(absolute_path(sources["customer_snapshots"]))
     )
     merchant_fv = merchant_snapshot_fv(
-        merchant_snapshots_source(_absolute(sources["merchant_snapshots"]))
+        merchant_snapshots_source(absolute_path(sources["merchant_snapshots"]))
     )
-    today_fv = customer_today_fv(customer_today_source(_absolute(sources["scored_transactions"])))
+    today_fv = customer_today_fv(
+        customer_today_source(absolute_path(sources["scored_transactions"]))
+    )
     return {
         "customer": customer,
         "merchant": merchant,
@@ -110,8 +87,14 @@ def definitions(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def open_store(config: dict[str, Any]) -> FeatureStore:
-    """The FeatureStore of this environment (registry and online store created on demand)."""
-    return FeatureStore(config=repo_config(config))
+    """The FeatureStore of this environment (registry and online store created on demand,
+    in folders made here when they are local)."""
+    repo = repo_config(config)
+    local = [repo.registry.path, getattr(repo.online_store, "path", None)]
+    for path in local:
+        if path and "://" not in path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return FeatureStore(config=repo)
 
 
 def write_online(store: FeatureStore, view: FeatureView, rows: pd.DataFrame) -> int:
@@ -254,17 +237,6 @@ def _to_protos(column: pd.Series, dtype: Any) -> list[ValueProto]:
             for v in column
         ]
     raise ValueError(f"no online conversion for feature type {dtype}")
-
-
-def _absolute(path: str) -> str:
-    # Feast's file registry reads file:// URLs as relative paths: hand it the local path.
-    path = path.removeprefix("file://")
-    if "://" in path:
-        return path
-    target = Path(path).expanduser()
-    target = target if target.is_absolute() else Path.cwd() / target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return target.as_posix()
 
 
 def _redis_connection(url: str) -> str:

@@ -559,6 +559,8 @@ def build_app(args: dict[str, Any]) -> Any:
             ``replica_cpus``, ``settings`` (the ``serving`` parameters).
     """
     if "project_path" in args:
+        from payments_ml.config import project_settings  # noqa: PLC0415
+
         args = {**project_settings(args["project_path"], args.get("env", "base")), **args}
     loader = MlflowModelLoader(
         args["tracking_uri"], args.get("model_uri", MODEL_URI), args.get("registry_uri")
@@ -578,27 +580,6 @@ def build_app(args: dict[str, Any]) -> Any:
         alerts_path=args.get("alerts_path"),
         settings=args.get("settings"),
     )
-
-
-def project_settings(project_path: str, env: str = "base") -> dict[str, Any]:
-    """The tracking URI, Feast settings and serving parameters of a Kedro project."""
-    from payments_ml.config import config_loader  # noqa: PLC0415
-    from payments_ml.feature_store.store import absolute_path, resolved  # noqa: PLC0415
-
-    root = Path(project_path).resolve()
-    loader = config_loader(root, env)
-    parameters = loader["parameters"]
-    feast = resolved(parameters["feast"], root)
-    serving = parameters.get("serving", {})
-    server = loader["mlflow"]["server"]
-    return {
-        "tracking_uri": server["mlflow_tracking_uri"],
-        "registry_uri": server.get("mlflow_registry_uri") or server["mlflow_tracking_uri"],
-        "feast": feast,
-        "score_log": serving.get("score_log"),
-        "alerts_path": absolute_path(serving.get("alerts_path"), root),
-        "settings": serving,
-    }
 
 
 MODEL_URI = "models:/fraud_model@champion"

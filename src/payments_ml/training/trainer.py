@@ -12,6 +12,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from payments_ml.config import absolute_path
+
 logger = logging.getLogger(__name__)
 
 # LightGBM's name of the validation metric -> the name reported to Tune and MLflow.
@@ -125,7 +127,7 @@ def tune_booster(
     )
     run_config = tune.RunConfig(
         name=f"fraud_model_{time.strftime('%Y%m%d_%H%M%S')}",
-        storage_path=_storage_uri(storage_path),
+        storage_path=absolute_path(storage_path),
         callbacks=_mlflow_callbacks(mlflow_parent),
         verbose=1,
     )
@@ -242,9 +244,3 @@ def _mlflow_callbacks(parent: dict[str, str] | None) -> list[Any]:
             save_artifact=False,
         )
     ]
-
-
-def _storage_uri(path: str | Path) -> str:
-    """Tune's storage: a URI (s3://, gs://, file://) as it is, a local path made absolute."""
-    text = str(path)
-    return text if "://" in text else str(Path(text).resolve())

@@ -9,6 +9,7 @@ import pytest
 
 from payments_ml.config import load_parameters
 from tests.conftest import PROJECT_ROOT
+from tests.monitoring import synthetic as syn
 
 
 @pytest.fixture(scope="session")
@@ -31,9 +32,13 @@ def monitoring_params(shipped_monitoring_params) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def split_params() -> dict[str, Any]:
-    """The shipped training split, shortened to a 28-day history: test is days 23-27,
-    the gap 21-22, training 7-20 (so the last 7 days, 21-27, are the recent window)."""
-    params = load_parameters(PROJECT_ROOT)["training"]
-    params.update(train_days=14, valid_days=4, delay_days=2, test_days=5, test_end=None)
-    return params
+def training_split() -> dict[str, Any]:
+    """A training split of a 28-day history, as the training pipeline writes it: test is
+    days 23-27, the gap 21-22, training 7-20 (so the last 7 days, 21-27, are the recent
+    window)."""
+    return split_of_28_days()
+
+
+def split_of_28_days() -> dict[str, Any]:
+    windows = {"fit": (7, 16), "valid": (17, 20), "gap": (21, 22), "test": (23, 27)}
+    return {f"{name}_window": [syn.day(a), syn.day(b)] for name, (a, b) in windows.items()}

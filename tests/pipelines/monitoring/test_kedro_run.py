@@ -17,13 +17,10 @@ import pytest
 from payments_ml.contracts import to_arrow
 from payments_ml.monitoring import alerts as al
 from tests.monitoring import synthetic as syn
+from tests.pipelines.monitoring.conftest import split_of_28_days
 from tests.project import scratch_project
 
-PARAMS = {
-    "monitoring": {"as_of": "2025-07-15T00:00:00Z", "drift": {"min_rows": 200}},
-    "training": {"train_days": 14, "valid_days": 4, "test_days": 5},
-    "label_delay_days": 2,  # training.delay_days, and every other label delay
-}
+PARAMS = {"monitoring": {"as_of": "2025-07-15T00:00:00Z", "drift": {"min_rows": 200}}}
 
 
 def _write(table: pa.Table, folder: Path) -> None:
@@ -39,7 +36,8 @@ def _write(table: pa.Table, folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A scratch project holding 28 days of transactions, one bad, and a training set."""
+    """A scratch project holding 28 days of transactions, one bad, a training set, and the
+    split the training pipeline wrote."""
     project = scratch_project(tmp_path_factory.mktemp("monitoring_project"))
     valid, quarantine = syn.null_merchants(
         syn.transactions(n_days=28), syn.empty_quarantine(), 27, 0.3
@@ -52,6 +50,8 @@ def project(tmp_path_factory) -> Path:
     _write(
         pa.Table.from_pandas(features, preserve_index=False), data / "05_model_input/training_set"
     )
+    (data / "08_reporting").mkdir(parents=True, exist_ok=True)
+    (data / "08_reporting/training_split.json").write_text(json.dumps(split_of_28_days()))
     return project
 
 

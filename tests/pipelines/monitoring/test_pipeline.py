@@ -31,7 +31,7 @@ def run_monitoring(
     quarantine: pd.DataFrame,
     training_set: pd.DataFrame,
     params: dict[str, Any],
-    split_params: dict[str, Any],
+    training_split: dict[str, Any],
 ) -> dict[str, Any]:
     """One run with the real state, alert-log and scored-log datasets under ``folder``."""
     state = JSONStateDataset(filepath=str(folder / "monitoring_state.json"))
@@ -49,7 +49,8 @@ def run_monitoring(
             "training_set@pandas": MemoryDataset(training_set),
             "scored_transactions": ParquetLogDataset(filepath=str(folder / "scored")),
             "params:monitoring": MemoryDataset(params),
-            "params:training": MemoryDataset(split_params),
+            "training_split": MemoryDataset(training_split),
+            "params:training.registry.model_name": MemoryDataset("fraud_model"),
             "data_quality": ParquetDataset(filepath=str(folder / "data_quality.parquet")),
             "drift_report": JSONDataset(filepath=str(folder / "drift.json")),
             "monitoring_metrics": MemoryDataset(),
@@ -111,9 +112,9 @@ BAD_DAY_ALERTS = [
 
 
 @pytest.fixture(scope="module")
-def runs(ray_session, tmp_path_factory, shipped_monitoring_params, split_params):
+def runs(ray_session, tmp_path_factory, shipped_monitoring_params, training_split):
     """A clean history; then bad days; then the bad days again with late rows on day 5."""
-    params = {"params": small(shipped_monitoring_params), "split_params": split_params}
+    params = {"params": small(shipped_monitoring_params), "training_split": training_split}
     clean = run_monitoring(
         ray_session,
         tmp_path_factory.mktemp("clean"),

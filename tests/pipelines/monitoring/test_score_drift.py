@@ -100,12 +100,12 @@ def recent(history: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.fixture
-def measure(tmp_path, history, monitoring_params, split_params):
+def measure(tmp_path, history, monitoring_params, training_split):
     """Drift of ``history`` against the log under tmp_path/scored, as the node measures it."""
 
     def run() -> dict:
         log = ParquetLogDataset(filepath=str(tmp_path / "scored")).load()
-        return nodes.measure_drift(history, log, monitoring_params, split_params)
+        return nodes.measure_drift(history, log, training_split, monitoring_params, "fraud_model")
 
     return run
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -24,6 +23,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.dataset as pa_ds
 import pyarrow.fs as pa_fs
 
+from payments_ml.config import absolute_path
 from payments_ml.contracts import ARROW_TYPES, CONTRACT_COLUMNS, QUARANTINE_REASON
 
 SOURCE_RECORD = "source_record"
@@ -184,7 +184,7 @@ def plan_ingest(params: dict[str, Any]) -> IngestPlan:
     path = params.get("path")
     if not path:
         raise ValueError("ingest.path is empty: set it to the CSV or Parquet file to ingest")
-    path = _absolute(str(path))
+    path = absolute_path(path)
     fs_args = dict(params.get("fs_args") or {})
     csv = dict(params.get("csv") or {})
     _check_keys(csv, _CSV_KEYS, "ingest.csv")
@@ -356,14 +356,6 @@ def _check_keys(section: dict[str, Any], known: set[str], where: str) -> None:
     unknown = sorted(set(section) - known)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
-
-
-def _absolute(path: str) -> str:
-    protocol, _ = fsspec.core.split_protocol(path)
-    if protocol not in (None, "file", "local"):
-        return path
-    # Ray workers may not share the driver's working directory.
-    return Path(fsspec.core.strip_protocol(path)).expanduser().resolve().as_posix()
 
 
 def _timestamp_spec(params: dict[str, Any]) -> tuple[dict[str, Any], str]:

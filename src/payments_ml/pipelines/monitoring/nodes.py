@@ -17,7 +17,6 @@ from payments_ml.features.definitions import FEATURES
 from payments_ml.monitoring import alerts as al
 from payments_ml.monitoring import drift as dr
 from payments_ml.monitoring import quality as qu
-from payments_ml.pipelines.training.nodes import time_split
 
 logger = logging.getLogger(__name__)
 
@@ -71,19 +70,19 @@ def measure_data_quality(
 def measure_drift(
     training_set: pd.DataFrame,
     scored_transactions: pads.Dataset | None,
+    training_split: dict[str, Any],
     params: dict[str, Any],
-    training_params: dict[str, Any],
+    model_name: str,
 ) -> dict[str, Any]:
     """Feature drift of the training set's recent days, score and served-feature drift.
 
-    The training window is the one of the time split in ``training_params`` (the split
-    the model is trained on); the recent window is the training set's last
-    ``drift.recent_days``.
+    The reference window is the one the model was trained on (fit and validation days
+    of ``training_split``, as the training pipeline wrote it); the recent window is the
+    training set's last ``drift.recent_days``.
     """
     drift = params["drift"]
     days = fw.day_of(fw.to_ns(training_set["event_timestamp"]))
-    windows = time_split(int(days.min()), int(days.max()), training_params)
-    train = _iso([windows["fit"][0], windows["valid"][1]])
+    train = [training_split["fit_window"][0], training_split["valid_window"][1]]
     recent = _iso([int(days.max()) - drift["recent_days"] + 1, int(days.max())])
     reference_rows = _between(training_set, days, train)
     features = dr.feature_drift(
@@ -103,9 +102,9 @@ def measure_drift(
         training_set,
         reference_rows,
         days=days,
-        test_window=_iso(windows["test"]),
+        test_window=list(training_split["test_window"]),
         drift=drift,
-        model_name=training_params["registry"]["model_name"],
+        model_name=model_name,
     )
     served_features["reference_window"] = train
     return {

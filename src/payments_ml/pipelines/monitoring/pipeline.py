@@ -25,8 +25,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=[
                     "training_set@pandas",
                     "scored_transactions",
+                    "training_split",
                     "params:monitoring",
-                    "params:training",
+                    "params:training.registry.model_name",
                 ],
                 outputs="drift",
                 name="measure_drift_node",

@@ -7,7 +7,6 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -25,7 +24,7 @@ def deploy_scorer(
     import mlflow  # noqa: PLC0415
     from ray import serve  # noqa: PLC0415
 
-    from payments_ml.feature_store.store import absolute_path, resolved  # noqa: PLC0415
+    from payments_ml.config import absolute_path, feast_settings  # noqa: PLC0415
     from payments_ml.hooks import cluster_outlives_run  # noqa: PLC0415
     from payments_ml.serving.app import build_app  # noqa: PLC0415
 
@@ -42,11 +41,11 @@ def deploy_scorer(
             "tracking_uri": tracking_uri,
             "registry_uri": mlflow.get_registry_uri(),
             "model_uri": serving["model_uri"],
-            "feast": resolved(feast),  # the replicas run in other folders
+            "feast": feast_settings(feast),  # the replicas run in other folders
             "num_replicas": replicas,
             "replica_cpus": serving["replica_cpus"],
             "score_log": serving.get("score_log"),
-            "alerts_path": absolute_path(serving.get("alerts_path"), Path.cwd()),
+            "alerts_path": absolute_path(serving.get("alerts_path")),
             "settings": serving,
         }
     )
