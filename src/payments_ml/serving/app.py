@@ -61,13 +61,7 @@ _MEASURED = (*_SCORING, "/health")
 _DASHBOARD = (Path(__file__).with_name("dashboard.html")).read_text(encoding="utf-8")
 CLIENT_CLOSED = 499  # nginx's status for a request the client gave up on
 
-api = FastAPI(
-    title="payments-ml fraud scorer",
-    description="Card-payment fraud scores with online features (Feast) and LightGBM.",
-)
 
-
-@api.exception_handler(RequestValidationError)
 async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
     """422 whose message names the offending field (``transactions.3.amount``)."""
     problems = []
@@ -103,11 +97,12 @@ class Settings:
 
 
 class _Measure:
-    """Body-size limit, then latency and status of every request (pure ASGI: Starlette's
-    ``BaseHTTPMiddleware`` costs a task and a stream per request)."""
+    """Body-size limit, then latency and status of every request, handed to ``observe``
+    (pure ASGI: Starlette's ``BaseHTTPMiddleware`` costs a task and a stream per request)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, observe: Callable[[str, int, float], None]) -> None:
         self.app = app
+        self.observe = observe
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -134,14 +129,7 @@ class _Measure:
                 status = CLIENT_CLOSED
             raise
         finally:
-            app = scope.get("app", api)  # Serve runs a copy of `api`: the request's app
-            replica = getattr(app.state, "scorer", None)
-            path = scope["path"]
-            if replica is not None and path in _MEASURED:
-                seconds = time.perf_counter() - start
-                replica.metrics.observe_request(path, status, seconds)
-                if path in _SCORING and status != CLIENT_CLOSED:
-                    replica.live.observe_request(seconds, status < 400)  # noqa: PLR2004
+            self.observe(scope["path"], status, time.perf_counter() - start)
 
 
 async def _read_body(scope: dict, receive: Callable) -> list[dict] | None:
@@ -187,19 +175,20 @@ def _cancelled(error: BaseException) -> bool:
     return isinstance(error, asyncio.CancelledError) or "disconnect" in type(error).__name__.lower()
 
 
-api.add_middleware(_Measure)
-
-
-def _openapi() -> dict[str, Any]:
+def _exact_openapi(api: FastAPI) -> Callable[[], dict[str, Any]]:
     """FastAPI's OpenAPI document, with integer bounds written as integers: FastAPI's
     model types them as floats, which turns the int64 bound into 2**63, not an int64."""
-    if api.openapi_schema is None:
-        schema = get_openapi(
-            title=api.title, version=api.version, description=api.description, routes=api.routes
-        )
-        _exact_integer_bounds(schema)
-        api.openapi_schema = schema
-    return api.openapi_schema
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            schema = get_openapi(
+                title=api.title, version=api.version, description=api.description, routes=api.routes
+            )
+            _exact_integer_bounds(schema)
+            api.openapi_schema = schema
+        return api.openapi_schema
+
+    return openapi
 
 
 def _exact_integer_bounds(node: Any) -> None:
@@ -214,9 +203,6 @@ def _exact_integer_bounds(node: Any) -> None:
     elif isinstance(node, list):
         for value in node:
             _exact_integer_bounds(value)
-
-
-api.openapi = _openapi
 
 
 class MlflowModelLoader:
@@ -340,7 +326,7 @@ def _failure(error: Exception) -> str:
     max_queued_requests=128,
     backpressure_config=BackpressureConfig(status_code=503, retry_after_s=1),
 )
-@serve.ingress(api)
+@serve.ingress()  # the app is built per replica: __serve_build_asgi_app__
 class FraudScorer:
     """One replica: the model, a Feast store connection and the metrics."""
 
@@ -384,7 +370,6 @@ class FraudScorer:
                 flush_seconds=score_log.get("flush_seconds", 5.0),
                 lease_s=score_log.get("lease_s", 30.0),
             )
-        api.state.scorer = self  # one replica per process: the middleware's metrics
         # What the replica loaded (Feast, Arrow, the model: millions of objects) is kept
         # for its life: moved out of the collector's reach, so that a full collection
         # walks only what requests allocate (a process holding the same heap, the
@@ -397,6 +382,18 @@ class FraudScorer:
             self.score_log.path if self.score_log else "nowhere (score_log disabled)",
         )
 
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        """Serve builds the replica's HTTP API after ``__init__``."""
+        return build_api(self)
+
+    def observe_request(self, path: str, status: int, seconds: float) -> None:
+        """Status and latency of one HTTP request (the scoring routes and /health)."""
+        if path not in _MEASURED:
+            return
+        self.metrics.observe_request(path, status, seconds)
+        if path in _SCORING and status != CLIENT_CLOSED:
+            self.live.observe_request(seconds, status < 400)  # noqa: PLR2004
+
     def __del__(self) -> None:
         """Serve calls this when the replica stops: move the outbox's last records."""
         if getattr(self, "store_guard", None) is not None:
@@ -404,7 +401,6 @@ class FraudScorer:
         if getattr(self, "score_log", None) is not None:
             self.score_log.close()
 
-    @api.post("/score", response_model=Score, responses=ERROR_RESPONSES)
     async def score(self, transaction: Transaction) -> Any:
         """Score one transaction (requests arriving together are scored as one batch)."""
         self._refuse_future([transaction], batch=False)
@@ -417,7 +413,6 @@ class FraudScorer:
     async def _score_together(self, transactions: list[Transaction]) -> list[Any]:
         return self._score(transactions)
 
-    @api.post("/score/batch", response_model=BatchScore, responses=ERROR_RESPONSES)
     async def score_batch(self, body: BatchRequest) -> Any:
         """Score up to MAX_BATCH (1000) transactions; answers in request order. A
         transaction that could not be scored has an ``error`` instead of a score."""
@@ -493,7 +488,6 @@ class FraudScorer:
         self.metrics.observe_scores(scored.decisions, scored.store_seconds)
         self.live.observe_scores(scored.decisions, scored.probability.tolist())
 
-    @api.get("/health", response_model=Health)
     async def health(self) -> dict[str, Any]:
         """Model version and online-store status (``degraded`` when the store fails);
         never waits on the store (a background probe checks it)."""
@@ -505,12 +499,10 @@ class FraudScorer:
             "thresholds": self.model.thresholds,
         }
 
-    @api.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
     async def dashboard(self) -> HTMLResponse:
         """The live dashboard for analysts (refreshes itself every 5 s)."""
         return HTMLResponse(_DASHBOARD)
 
-    @api.get("/dashboard/data")
     async def dashboard_data(self) -> dict[str, Any]:
         """The dashboard's figures: recent scoring, the store's state, active alerts."""
         return {
@@ -535,16 +527,38 @@ class FraudScorer:
             logger.warning("Could not read alerts from %s: %s", self.alerts_path, error)
             return []
 
-    @api.get(
-        "/metrics",
-        response_class=PlainTextResponse,
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
-    )
     async def metrics_text(self) -> PlainTextResponse:
         """Prometheus text of this replica."""
         return PlainTextResponse(
             self.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
+
+
+def build_api(replica: FraudScorer) -> FastAPI:
+    """The HTTP API of one replica: its routes call the replica's methods, and every
+    request's status and latency go to the replica's metrics (`FraudScorer.observe_request`)."""
+    api = FastAPI(
+        title="payments-ml fraud scorer",
+        description="Card-payment fraud scores with online features (Feast) and LightGBM.",
+    )
+    api.add_exception_handler(RequestValidationError, _invalid)
+    api.add_middleware(_Measure, observe=replica.observe_request)
+    api.openapi = _exact_openapi(api)
+    scoring = {"responses": ERROR_RESPONSES, "methods": ["POST"]}
+    api.add_api_route("/score", replica.score, response_model=Score, **scoring)
+    api.add_api_route("/score/batch", replica.score_batch, response_model=BatchScore, **scoring)
+    api.add_api_route("/health", replica.health, response_model=Health)
+    api.add_api_route(
+        "/dashboard", replica.dashboard, response_class=HTMLResponse, include_in_schema=False
+    )
+    api.add_api_route("/dashboard/data", replica.dashboard_data)
+    api.add_api_route(
+        "/metrics",
+        replica.metrics_text,
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    return api
 
 
 def build_app(args: dict[str, Any]) -> Any:
