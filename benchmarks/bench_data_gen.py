@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 
 from benchmarks.common import load_params, print_table, start_ray, timer
 from payments_ml.contracts import split_by_contract, to_arrow
+from payments_ml.data_gen.generator import World, generate_day
 from payments_ml.datasets import RayParquetDataset
 from payments_ml.pipelines.data_gen import nodes
-from payments_ml.pipelines.data_gen.generator import World, generate_day
 
 SIZES = {"1M": 10_000, "10M": 100_000}  # customers for 90 days at the default rates
 

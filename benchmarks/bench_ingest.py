@@ -28,8 +28,8 @@ from tests.pipelines.ingest.sparkov import sparkov_transactions
 
 from benchmarks.common import load_params, print_table, start_ray, timer
 from payments_ml.datasets import RayParquetDataset
+from payments_ml.ingest.mapping import IngestPlan
 from payments_ml.pipelines.ingest import nodes
-from payments_ml.pipelines.ingest.mapping import IngestPlan
 
 SIZES = {"1M": 1_000_000}
 N_DAYS = 180

@@ -44,10 +44,10 @@ import ray
 
 from benchmarks.common import load_params, print_table, start_ray, timer
 from payments_ml.contracts import split_by_contract, to_arrow
+from payments_ml.data_gen import generator as g
 from payments_ml.datasets import RayParquetDataset
-from payments_ml.datasets.ray_dataset import _write_block
+from payments_ml.datasets.ray_dataset import write_parquet_block
 from payments_ml.monitoring import quality as qu
-from payments_ml.pipelines.data_gen import generator as g
 from payments_ml.pipelines.monitoring import nodes
 
 SIZES = {"1M": 10_000}  # customers over data_gen's 90 days at the default rates
@@ -76,7 +76,7 @@ def generate(n_customers: int, root: Path) -> tuple[dict[str, Path], pd.DataFram
             table = to_arrow(frame)
             schemas.setdefault(name, table.schema)
             # RayParquetDataset's own block writer: one file per day block, Hive folders.
-            _write_block._function(table, folders[name].as_posix(), ["event_date"], f"part-{i:05d}")
+            write_parquet_block(table, folders[name].as_posix(), ["event_date"], f"part-{i:05d}")
     for name, folder in folders.items():
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(schemas[name].empty_table(), folder / "_schema.parquet")

@@ -42,9 +42,9 @@ def build_world(root: Path, n_customers: int, n_days: int) -> dict[str, Any]:
     import pyarrow.parquet as pq  # noqa: PLC0415
 
     from payments_ml.contracts import split_by_contract  # noqa: PLC0415
+    from payments_ml.data_gen import generator as g  # noqa: PLC0415
     from payments_ml.feature_store import store as fs  # noqa: PLC0415
-    from payments_ml.pipelines.data_gen import generator as g  # noqa: PLC0415
-    from payments_ml.pipelines.features.nodes import _snapshot_table  # noqa: PLC0415
+    from payments_ml.pipelines.features.nodes import snapshot_table  # noqa: PLC0415
 
     params = load_params("data_gen") | {"n_customers": n_customers, "n_merchants": 2000}
     customers = g.build_customers(params)
@@ -89,7 +89,7 @@ def build_world(root: Path, n_customers: int, n_days: int) -> dict[str, Any]:
         },
     }
     (root / "feast/customer_snapshots").mkdir(parents=True)
-    pq.write_table(_snapshot_table(customer_rows), root / "feast/customer_snapshots/part-0.parquet")
+    pq.write_table(snapshot_table(customer_rows), root / "feast/customer_snapshots/part-0.parquet")
     merchant_rows.to_parquet(root / "feast/merchant_snapshots.parquet")
     store = fs.open_store(feast)
     store.apply(list(fs.definitions(feast).values()))

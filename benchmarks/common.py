@@ -36,7 +36,7 @@ def start_ray(num_cpus: int | None = None) -> float:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray  # noqa: PLC0415
 
-    from payments_ml.hooks import _configure_data  # noqa: PLC0415
+    from payments_ml.hooks import configure_ray_data  # noqa: PLC0415
 
     if ray.is_initialized():  # `python -m benchmarks` runs every benchmark in one process
         ray.shutdown()
@@ -50,7 +50,7 @@ def start_ray(num_cpus: int | None = None) -> float:
             log_to_driver=False,
             object_store_memory=4 * 1024**3,
         )
-        _configure_data(data_settings | {"enable_progress_bars": False})
+        configure_ray_data(data_settings | {"enable_progress_bars": False})
     return t["seconds"]
 
 

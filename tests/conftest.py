@@ -102,7 +102,7 @@ def generated_transactions(base_params) -> Any:
     import pandas as pd  # noqa: PLC0415
 
     from payments_ml.contracts import split_by_contract  # noqa: PLC0415
-    from payments_ml.pipelines.data_gen import generator as g  # noqa: PLC0415
+    from payments_ml.data_gen import generator as g  # noqa: PLC0415
 
     params = copy.deepcopy(base_params) | {"n_customers": 500, "n_merchants": 100, "n_regions": 5}
     customers = g.build_customers(params)

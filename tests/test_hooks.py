@@ -21,10 +21,10 @@ def test_connect_reports_reuse(ray_session):
 
 
 def test_unknown_ray_data_settings_are_named(ray_session):
-    from payments_ml.hooks import _configure_data  # noqa: PLC0415
+    from payments_ml.hooks import configure_ray_data  # noqa: PLC0415
 
     with pytest.raises(ValueError, match="unknown DataContext field 'no_such_knob'"):
-        _configure_data({"no_such_knob": 1})
+        configure_ray_data({"no_such_knob": 1})
 
 
 def test_a_busy_dashboard_port_says_how_to_join_the_running_cluster(monkeypatch):

@@ -73,7 +73,7 @@ def connect_ray(config: dict[str, Any]) -> bool:
             "(address: null) to start a local cluster."
         ) from err
     _state["started_locally"] = kwargs["address"] == "local"
-    _configure_data(config.get("data") or {})
+    configure_ray_data(config.get("data") or {})
     resources = ray.cluster_resources()
     logger.info(
         "Ray %s: %s CPU(s) on %d node(s); dashboard %s",
@@ -90,7 +90,8 @@ def cluster_outlives_run() -> bool:
     return not _state["started_locally"]
 
 
-def _configure_data(settings: dict[str, Any]) -> None:
+def configure_ray_data(settings: dict[str, Any]) -> None:
+    """Apply ray.yml's ``data`` settings to this process's Ray Data context."""
     import ray  # noqa: PLC0415
 
     data_context = ray.data.DataContext.get_current()

@@ -130,7 +130,12 @@ def test_tasks_ran_on_both_nodes(cluster_run):
     nodes_by_task = defaultdict(set)
     for task in tasks:
         nodes_by_task[task.name].add(task.node_id)
-    data_stage = {"generate_day", "_split_by_customer", "_concat_tables", "write_parquet_block"}
+    data_stage = {
+        "generate_day",
+        "split_by_customer",
+        "concat_customer_partition",
+        "write_parquet_block",
+    }
     data_nodes = set().union(*(nodes_by_task[name] for name in data_stage))
     data_nodes |= set().union(*(n for name, n in nodes_by_task.items() if "MapBatches" in name))
     summary = {name: len(nodes) for name, nodes in nodes_by_task.items()}

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from payments_ml.features import windows as fw
-from payments_ml.pipelines.features.nodes import _snapshot_table
+from payments_ml.pipelines.features.nodes import snapshot_table
 
 DELAY = 7
 
@@ -59,7 +59,7 @@ def make_repo(root: Any, snapshots: dict[str, pd.DataFrame], online_type: str) -
     config = feast_config(root, {"type": online_type, "path": str(root / "online_store.db")})
     (root / "customer_snapshots").mkdir()
     pq.write_table(
-        _snapshot_table(snapshots["customer"]), root / "customer_snapshots" / "part-0.parquet"
+        snapshot_table(snapshots["customer"]), root / "customer_snapshots" / "part-0.parquet"
     )
     snapshots["merchant"].to_parquet(root / "merchant_snapshots.parquet")
     store = fs.open_store(config)

@@ -35,9 +35,9 @@ def redis_repo(tmp_path_factory, repo, redis_url):
 
 def test_materialization_node_fills_redis_and_reads_come_back(ray_session, redis_repo, snapshots):
     from payments_ml.feature_store import store as fs  # noqa: PLC0415
-    from payments_ml.pipelines.features.nodes import _snapshot_table, materialize_online  # noqa: PLC0415
+    from payments_ml.pipelines.features.nodes import materialize_online, snapshot_table  # noqa: PLC0415
 
-    customers = ray_session.data.from_arrow(_snapshot_table(snapshots["customer"]))
+    customers = ray_session.data.from_arrow(snapshot_table(snapshots["customer"]))
     report = materialize_online(redis_repo["config"], customers, snapshots["merchant"], applied={})
     latest = fs.latest_rows(snapshots["customer"], "customer_id")
     assert report["online_store"] == "redis"

@@ -197,8 +197,7 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
         }
 
 
-@ray.remote
-def _write_block(table: pa.Table, folder: str, partition_cols: list[str], name: str) -> int:
+def write_parquet_block(table: pa.Table, folder: str, partition_cols: list[str], name: str) -> int:
     """Write one block as Parquet, split into Hive partitions; returns its row count."""
     if table.num_rows:
         filesystem, path = pa_fs.FileSystem.from_uri(folder)
@@ -213,6 +212,9 @@ def _write_block(table: pa.Table, folder: str, partition_cols: list[str], name: 
             existing_data_behavior="overwrite_or_ignore",
         )
     return table.num_rows
+
+
+_write_block = ray.remote(write_parquet_block)
 
 
 def arrow_schema(schema: Any) -> pa.Schema:

@@ -142,26 +142,7 @@ class Scorer:
         used = np.column_stack([features[n] for n in features]).astype(float)
 
         start = time.perf_counter()
-        new = np.zeros(len(customers), bool)
-        if self.record:
-            version = self.model.version
-
-            def outbox(rows: list[int]) -> bytes:
-                return encode_record(
-                    batch,
-                    rows,
-                    features=used,
-                    names=list(features),
-                    probability=probability,
-                    decisions=decisions,
-                    model_version=version,
-                )
-
-            added = self.backend.append_today(
-                entries_by_customer(customers, event_ns, amount, batch["tx_key"]),
-                outbox if self.log else None,
-            )
-            new[added] = True
+        new = self._record(batch, features, used, probability, decisions)
         return Scored(
             transaction_id=batch["transaction_id"],
             probability=probability,
@@ -174,6 +155,38 @@ class Scorer:
             store_seconds=read_seconds + time.perf_counter() - start,
             model_seconds=model_seconds,
         )
+
+    def _record(
+        self,
+        batch: dict[str, np.ndarray],
+        features: dict[str, np.ndarray],
+        used: np.ndarray,
+        probability: np.ndarray,
+        decisions: list[str],
+    ) -> np.ndarray:
+        """Append the requests to today's rows (and their records to the log's outbox, in
+        the same write); True for the requests not seen before (not a retry)."""
+        new = np.zeros(len(batch["customer_id"]), bool)
+        if not self.record:
+            return new
+        version = self.model.version
+
+        def outbox(rows: list[int]) -> bytes:
+            return encode_record(
+                batch,
+                rows,
+                features=used,
+                names=list(features),
+                probability=probability,
+                decisions=decisions,
+                model_version=version,
+            )
+
+        entries = entries_by_customer(
+            batch["customer_id"], batch["event_ns"], batch["amount"], batch["tx_key"]
+        )
+        new[self.backend.append_today(entries, outbox if self.log else None)] = True
+        return new
 
     def _warn_if_snapshot_is_ahead(self, event_ns: np.ndarray, last_tx_ns: list) -> None:
         """A snapshot holding transactions after the request: a past day is being scored."""

@@ -102,54 +102,60 @@ def tune_booster(
     """
     import ray  # noqa: PLC0415
     from ray import tune  # noqa: PLC0415
-    from ray.tune.schedulers import ASHAScheduler  # noqa: PLC0415
-    from ray.tune.search.optuna import OptunaSearch  # noqa: PLC0415
 
     metric = METRICS[params["metric"]]
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    per_trial = params["cpus_per_trial"]
-    concurrency = max(1, cpus // per_trial)
-    search_alg = OptunaSearch(metric=metric, mode="max", seed=params["seed"])
+    concurrency = max(1, cpus // params["cpus_per_trial"])
     max_reports = max(1, params["num_boost_round"] // params["report_every"])
-    scheduler = ASHAScheduler(
-        time_attr="training_iteration",
-        max_t=max_reports,
-        grace_period=params["asha"]["grace_period"],
-        reduction_factor=params["asha"]["reduction_factor"],
-    )
-    tune_config = tune.TuneConfig(
-        metric=metric,
-        mode="max",
-        search_alg=search_alg,
-        scheduler=scheduler,
-        num_samples=params["num_samples"],
-        max_concurrent_trials=concurrency,
-    )
-    run_config = tune.RunConfig(
-        name=f"fraud_model_{time.strftime('%Y%m%d_%H%M%S')}",
-        storage_path=absolute_path(storage_path),
-        callbacks=_mlflow_callbacks(mlflow_parent),
-        verbose=1,
-    )
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, data=data, params=params), {"cpu": per_trial}
+        tune.with_parameters(_trial, data=data, params=params), {"cpu": params["cpus_per_trial"]}
     )
     logger.info(
         "Tuning LightGBM: %d trials, %d at a time (%d CPUs, %d per trial), metric %s",
         params["num_samples"],
         concurrency,
         cpus,
-        per_trial,
+        params["cpus_per_trial"],
         metric,
     )
     start = time.perf_counter()
     results = tune.Tuner(
         trainable,
         param_space=search_space(params["search_space"]),
-        tune_config=tune_config,
-        run_config=run_config,
+        tune_config=_tune_config(params, metric, concurrency, max_reports),
+        run_config=tune.RunConfig(
+            name=f"fraud_model_{time.strftime('%Y%m%d_%H%M%S')}",
+            storage_path=absolute_path(storage_path),
+            callbacks=_mlflow_callbacks(mlflow_parent),
+            verbose=1,
+        ),
     ).fit()
-    seconds = time.perf_counter() - start
+    return _search_result(results, metric, max_reports, time.perf_counter() - start)
+
+
+def _tune_config(params: dict[str, Any], metric: str, concurrency: int, max_reports: int) -> Any:
+    """Optuna proposes, ASHA stops weak trials early (in reports of ``report_every`` rounds)."""
+    from ray import tune  # noqa: PLC0415
+    from ray.tune.schedulers import ASHAScheduler  # noqa: PLC0415
+    from ray.tune.search.optuna import OptunaSearch  # noqa: PLC0415
+
+    return tune.TuneConfig(
+        metric=metric,
+        mode="max",
+        search_alg=OptunaSearch(metric=metric, mode="max", seed=params["seed"]),
+        scheduler=ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=max_reports,
+            grace_period=params["asha"]["grace_period"],
+            reduction_factor=params["asha"]["reduction_factor"],
+        ),
+        num_samples=params["num_samples"],
+        max_concurrent_trials=concurrency,
+    )
+
+
+def _search_result(results: Any, metric: str, max_reports: int, seconds: float) -> dict[str, Any]:
+    """The best configuration and the trials of a finished search (Tune's ResultGrid)."""
     errors = [r.error for r in results if r.error]
     if len(errors) == len(results):
         raise RuntimeError(f"every Tune trial failed; the first error: {errors[0]}")

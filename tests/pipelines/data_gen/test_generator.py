@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from payments_ml.contracts import split_by_contract
-from payments_ml.pipelines.data_gen import generator as g
+from payments_ml.data_gen import generator as g
 
 START = dt.date(2025, 6, 2)  # a Monday
 N_DAYS = 28

@@ -11,9 +11,9 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from payments_ml.data_gen import generator as g
 from payments_ml.datasets import RayParquetDataset
 from payments_ml.pipelines.data_gen import create_pipeline
-from payments_ml.pipelines.data_gen import generator as g
 from payments_ml.pipelines.data_gen.nodes import generation_days
 
 pytestmark = pytest.mark.usefixtures("ray_session")

@@ -12,7 +12,7 @@ import pyarrow.csv as pa_csv
 import pytest
 
 from payments_ml.config import load_parameters
-from payments_ml.pipelines.ingest.mapping import IngestPlan, map_table, plan_ingest
+from payments_ml.ingest.mapping import IngestPlan, map_table, plan_ingest
 from tests.conftest import PROJECT_ROOT
 
 BASE = {

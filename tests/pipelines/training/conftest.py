@@ -20,8 +20,8 @@ DELAY = 7
 def training_set(base_params) -> pd.DataFrame:
     """40 days of 2 000 customers (about 90 k transactions) with every feature."""
     from payments_ml.contracts import split_by_contract  # noqa: PLC0415
+    from payments_ml.data_gen import generator as g  # noqa: PLC0415
     from payments_ml.features import windows as fw  # noqa: PLC0415
-    from payments_ml.pipelines.data_gen import generator as g  # noqa: PLC0415
 
     params = copy.deepcopy(base_params) | {"n_customers": 2000, "n_merchants": 300, "n_regions": 8}
     customers = g.build_customers(params)

@@ -12,7 +12,7 @@ import pyarrow as pa
 import ray
 
 from payments_ml.contracts import QUARANTINE_REASON, split_by_contract, to_arrow
-from payments_ml.pipelines.data_gen.generator import (
+from payments_ml.data_gen.generator import (
     World,
     build_cards,
     build_customers,

@@ -14,6 +14,7 @@ import ray
 
 from payments_ml.contracts import ARROW_TYPES
 from payments_ml.datasets import arrow_schema, to_pandas
+from payments_ml.datasets.shuffle import concat_tables, customer_groups, shuffle
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import KEY_COLUMNS, LABEL_COLUMNS
 from payments_ml.structured_logging import partition_scope
@@ -28,11 +29,9 @@ def partition_by_customer(
 ) -> ray.data.Dataset:
     """Hash-partition the transactions by customer: one block per partition, histories whole.
 
-    The window features need each customer's whole history in one batch. Ray Data's keyed
-    repartition does not promise one block per partition (a partition may arrive as
-    several blocks, and map_batches works per block), so the shuffle is explicit: one
-    task per input block splits it by customer hash, one task per partition concatenates
-    its pieces. The result stays in the object store for both uses downstream.
+    The window features need each customer's whole history in one batch: one shuffle
+    (`payments_ml.datasets.shuffle`), then one task per partition concatenates its
+    pieces. The result stays in the object store for both uses downstream.
     Partitions: ``features.partitions``, or 2 per cluster CPU.
     """
     _check_source(transactions.schema())
@@ -41,12 +40,9 @@ def partition_by_customer(
     )
     blocks = transactions.select_columns(_INPUT_COLUMNS).to_arrow_refs()
     logger.info("Shuffling %d blocks into %d customer partitions", len(blocks), partitions)
-    split = _split_by_customer.options(num_returns=partitions)
-    pieces = [split.remote(block, partitions) for block in blocks]
-    if partitions == 1:
-        pieces = [[piece] for piece in pieces]
-    merged = [_concat_tables.remote(*(p[i] for p in pieces)) for i in range(partitions)]
-    return ray.data.from_arrow_refs(merged)
+    pieces = shuffle(blocks, customer_groups, partitions, name="split_by_customer")
+    concat = concat_tables.options(name="concat_customer_partition")
+    return ray.data.from_arrow_refs([concat.remote(*part) for part in pieces])
 
 
 def _check_source(schema: Any) -> None:
@@ -73,24 +69,6 @@ def _check_source(schema: Any) -> None:
                 f"raw_transactions: column '{name}' should be {wanted}, found {found}; "
                 "map the source onto the contract (docs/design.md, 'Data contract')"
             )
-
-
-@ray.remote
-def _split_by_customer(table: pa.Table, partitions: int) -> tuple[pa.Table, ...] | pa.Table:
-    customer = table["customer_id"].to_numpy()
-    # Fibonacci hashing spreads sequential ids evenly over the partitions.
-    bucket = (
-        (customer.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
-    ) % np.uint64(partitions)
-    order = np.argsort(bucket, kind="stable")
-    bounds = np.searchsorted(bucket[order], np.arange(partitions + 1))
-    pieces = tuple(table.take(order[bounds[i] : bounds[i + 1]]) for i in range(partitions))
-    return pieces if partitions > 1 else pieces[0]
-
-
-@ray.remote
-def _concat_tables(*tables: pa.Table) -> pa.Table:
-    return pa.concat_tables(tables)
 
 
 def aggregate_merchant_days(
@@ -167,7 +145,7 @@ def _training_rows(batch: pa.Table, merchant_days: Any, label_delay_days: int) -
 
 def _customer_snapshots(batch: pa.Table, until_day: int | None) -> pa.Table:
     with partition_scope(customer_id=_id_range(batch, "customer_id")):
-        return _snapshot_table(
+        return snapshot_table(
             fw.customer_snapshot_rows(fw.customer_daily(batch.to_pandas()), until_day)
         )
 
@@ -180,7 +158,7 @@ def _id_range(batch: pa.Table, column: str) -> str:
     return f"{bounds['min'].as_py()}..{bounds['max'].as_py()}"
 
 
-def _snapshot_table(rows: pd.DataFrame) -> pa.Table:
+def snapshot_table(rows: pd.DataFrame) -> pa.Table:
     """Arrow with ``late_tx_ns`` as list<int64>: Ray would store arrays as tensor types."""
     table = pa.Table.from_pandas(rows, preserve_index=False)
     index = table.schema.get_field_index("late_tx_ns")
@@ -256,4 +234,4 @@ def materialize_online(
 def _latest_customer_rows(batch: pa.Table) -> pa.Table:
     from payments_ml.feature_store.store import latest_rows  # noqa: PLC0415
 
-    return _snapshot_table(latest_rows(batch.to_pandas(), "customer_id"))
+    return snapshot_table(latest_rows(batch.to_pandas(), "customer_id"))

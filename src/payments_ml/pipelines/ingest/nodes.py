@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 import ray
 
 from payments_ml.contracts import QUARANTINE_REASON, contract_reasons
-from payments_ml.pipelines.ingest.mapping import (
+from payments_ml.datasets.shuffle import shuffle
+from payments_ml.ingest.mapping import (
     CONTRACT_COLUMNS,
     SOURCE_RECORD,
     IngestPlan,
@@ -77,26 +78,10 @@ def ingest_transactions(
         RuntimeError: When valid + quarantined differs from the rows read.
     """
     start = time.perf_counter()
-    source = _read_source(plan)
-    # Batches of batch_rows: the reader's small blocks (about 1 MB of CSV) bundled, so the
-    # shuffle below moves a few large pieces instead of hundreds of small ones.
-    mapped_rows = source.map_batches(
-        map_table, batch_format="pyarrow", batch_size=plan.batch_rows, fn_kwargs={"plan": plan}
-    ).materialize()
-    rows_read = mapped_rows.count()  # from the blocks' metadata
-    mapped = mapped_rows.to_arrow_refs()
-    read_seconds = time.perf_counter() - start
-    logger.info(
-        "Read and mapped %d rows of %s in %d block(s) in %.1f s",
-        rows_read,
-        plan.path,
-        len(mapped),
-        read_seconds,
-    )
-
+    mapped, rows_read = _read_and_map(plan)
     partitions = plan.partitions or 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
     schema = plan.arrow_schema()
-    pieces = _shuffle(mapped, _split_by_transaction, partitions)
+    pieces = shuffle(mapped, _transaction_groups, partitions, name="ingest_split_by_transaction")
     check = _check_partition.options(num_returns=3, name="ingest_check_contract")
     valid_refs, quarantine_refs, count_refs = zip(
         *(check.remote(schema, *part) for part in pieces), strict=True
@@ -107,9 +92,13 @@ def ingest_transactions(
         raise RuntimeError(
             f"ingest lost rows: read {rows_read}, valid + quarantined = {summary['rows']}"
         )
-
-    buckets = _day_buckets(counts, partitions)
-    by_day = _shuffle(list(valid_refs), _split_by_day, partitions, buckets)
+    by_day = shuffle(
+        list(valid_refs),
+        _day_groups,
+        partitions,
+        _day_buckets(counts, partitions),
+        name="ingest_split_by_day",
+    )
     concat = _concat_sorted.options(name="ingest_concat_sorted")
     valid_blocks = [concat.remote(schema, _VALID_ORDER, True, *part) for part in by_day]
     quarantine_block = concat.remote(schema, _QUARANTINE_ORDER, False, *quarantine_refs)
@@ -125,6 +114,30 @@ def ingest_transactions(
         summary,
         stats,
     )
+
+
+def _read_and_map(plan: IngestPlan) -> tuple[list[ray.ObjectRef], int]:
+    """The source read by Ray Data and mapped onto the contract: (blocks, rows read)."""
+    start = time.perf_counter()
+    # Batches of batch_rows: the reader's small blocks (about 1 MB of CSV) bundled, so the
+    # shuffle moves a few large pieces instead of hundreds of small ones.
+    mapped_rows = (
+        _read_source(plan)
+        .map_batches(
+            map_table, batch_format="pyarrow", batch_size=plan.batch_rows, fn_kwargs={"plan": plan}
+        )
+        .materialize()
+    )
+    rows_read = mapped_rows.count()  # from the blocks' metadata
+    mapped = mapped_rows.to_arrow_refs()
+    logger.info(
+        "Read and mapped %d rows of %s in %d block(s) in %.1f s",
+        rows_read,
+        plan.path,
+        len(mapped),
+        time.perf_counter() - start,
+    )
+    return mapped, rows_read
 
 
 def summarize(counts: list[dict[str, Any]], plan: IngestPlan) -> dict[str, Any]:
@@ -213,39 +226,17 @@ def _read_source(plan: IngestPlan) -> ray.data.Dataset:
     return source.select_columns(plan.source_columns)  # pushed down into the reader
 
 
-def _shuffle(
-    blocks: list[ray.ObjectRef], split: Any, partitions: int, *args: Any
-) -> list[list[ray.ObjectRef]]:
-    """Pieces of every block per partition: ``result[p]`` lists partition p's pieces."""
-    task = split.options(num_returns=partitions)
-    pieces = [task.remote(block, partitions, *args) for block in blocks]
-    if partitions == 1:
-        pieces = [[piece] for piece in pieces]
-    return [[p[i] for p in pieces] for i in range(partitions)]
-
-
-def _take_groups(table: pa.Table, group: np.ndarray, partitions: int) -> tuple[pa.Table, ...]:
-    order = np.argsort(group, kind="stable")
-    bounds = np.searchsorted(group[order], np.arange(partitions + 1))
-    return tuple(table.take(order[bounds[i] : bounds[i + 1]]) for i in range(partitions))
-
-
-@ray.remote
-def _split_by_transaction(table: pa.Table, partitions: int) -> Any:
-    """Split by transaction id hash: every copy of an id lands in the same partition."""
+def _transaction_groups(table: pa.Table, partitions: int) -> np.ndarray:
+    """By transaction id hash: every copy of an id lands in the same partition."""
     ids = table["transaction_id"].to_numpy(zero_copy_only=False).astype(object)
-    group = (pd.util.hash_array(ids) % np.uint64(partitions)).astype(np.int64)
-    pieces = _take_groups(table, group, partitions)
-    return pieces if partitions > 1 else pieces[0]
+    return (pd.util.hash_array(ids) % np.uint64(partitions)).astype(np.int64)
 
 
-@ray.remote
-def _split_by_day(table: pa.Table, partitions: int, buckets: dict[str, int]) -> Any:
-    """Split by day into contiguous groups of whole days (one file per day when written)."""
+def _day_groups(table: pa.Table, partitions: int, buckets: dict[str, int]) -> np.ndarray:
+    """By day, into contiguous groups of whole days (one file per day when written)."""
     codes, days = pd.factorize(table["event_date"].to_numpy(zero_copy_only=False))
     lookup = np.array([buckets[d] for d in days] + [0], dtype=np.int64)
-    pieces = _take_groups(table, lookup[codes], partitions)
-    return pieces if partitions > 1 else pieces[0]
+    return lookup[codes]
 
 
 @ray.remote
@@ -400,11 +391,23 @@ def _catalogues(
     merchants: pd.DataFrame,
     attrs: dict[str, list[str]],
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    customers = _combine(customers, ["customer_id"], attrs["customers"])
-    pairs = _combine(cards, ["card_id", "customer_id"], attrs["cards"])
-    merchants = _combine(merchants, ["merchant_id"], attrs["merchants"])
+    cards = _card_catalogue(_combine(cards, ["card_id", "customer_id"], attrs["cards"]), attrs)
+    customers = _customer_catalogue(
+        _combine(customers, ["customer_id"], attrs["customers"]), cards, attrs
+    )
+    merchants = _merchant_catalogue(_combine(merchants, ["merchant_id"], attrs["merchants"]), attrs)
+    logger.info(
+        "Catalogues from the transactions: %d customers, %d cards, %d merchants",
+        len(customers),
+        len(cards),
+        len(merchants),
+    )
+    return customers, cards, merchants
 
-    # A card belongs to the customer of its first transaction; its figures count them all.
+
+def _card_catalogue(pairs: pd.DataFrame, attrs: dict[str, list[str]]) -> pd.DataFrame:
+    """Cards from (card, customer) stats: a card belongs to the customer of its first
+    transaction, its figures count them all; a customer's busiest card is primary."""
     shared = pairs["card_id"].duplicated(keep=False)
     if shared.any():
         logger.warning(
@@ -429,18 +432,13 @@ def _catalogues(
         ["customer_id", "n_transactions", "card_id"], ascending=[True, False, True]
     ).drop_duplicates("customer_id")
     cards["is_primary"] = cards["card_id"].isin(busiest["card_id"])
-    cards = cards[
-        [
-            "card_id",
-            "customer_id",
-            "first_seen",
-            "last_seen",
-            "n_transactions",
-            "is_primary",
-            *attrs["cards"],
-        ]
-    ]
+    columns = ["card_id", "customer_id", "first_seen", "last_seen", "n_transactions"]
+    return cards[[*columns, "is_primary", *attrs["cards"]]]
 
+
+def _customer_catalogue(
+    customers: pd.DataFrame, cards: pd.DataFrame, attrs: dict[str, list[str]]
+) -> pd.DataFrame:
     n_cards = cards.groupby("customer_id").size()
     days = (
         customers["last_seen"].dt.floor("D") - customers["first_seen"].dt.floor("D")
@@ -450,38 +448,15 @@ def _catalogues(
         avg_amount=customers["amount_sum"] / customers["n_transactions"],
         tx_per_day=customers["n_transactions"] / days,
     )
-    customers = customers[
-        [
-            "customer_id",
-            "first_seen",
-            "last_seen",
-            "n_transactions",
-            "n_cards",
-            "avg_amount",
-            "tx_per_day",
-            *attrs["customers"],
-        ]
-    ]
+    columns = ["customer_id", "first_seen", "last_seen", "n_transactions", "n_cards"]
+    return customers[[*columns, "avg_amount", "tx_per_day", *attrs["customers"]]]
+
+
+def _merchant_catalogue(merchants: pd.DataFrame, attrs: dict[str, list[str]]) -> pd.DataFrame:
     total = max(int(merchants["n_transactions"].sum()), 1)
     merchants = merchants.assign(
         avg_amount=merchants["amount_sum"] / merchants["n_transactions"],
         popularity=merchants["n_transactions"] / total,
     )
-    merchants = merchants[
-        [
-            "merchant_id",
-            "first_seen",
-            "last_seen",
-            "n_transactions",
-            "avg_amount",
-            "popularity",
-            *attrs["merchants"],
-        ]
-    ]
-    logger.info(
-        "Catalogues from the transactions: %d customers, %d cards, %d merchants",
-        len(customers),
-        len(cards),
-        len(merchants),
-    )
-    return customers, cards, merchants
+    columns = ["merchant_id", "first_seen", "last_seen", "n_transactions", "avg_amount"]
+    return merchants[[*columns, "popularity", *attrs["merchants"]]]

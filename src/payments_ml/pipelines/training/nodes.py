@@ -74,7 +74,6 @@ def split_transactions(
     days = fw.day_of(fw.to_ns(training_set["event_timestamp"]))
     first_day, last_day = int(days.min()), int(days.max())
     windows = time_split(first_day, last_day, params)
-    known = training_set.loc[training_set["is_fraud"], ["card_id", "label_available_at"]]
     in_window = (days >= windows["fit"][0]) & (days <= windows["test"][1])
     rows = training_set.loc[in_window, _SPLIT_COLUMNS].copy()
     rows["event_day"] = days[in_window]
@@ -84,11 +83,8 @@ def split_transactions(
     train_valid["label"] = train_valid["is_fraud"] & ~hidden
     test = rows[rows["event_day"] >= windows["test"][0]].copy()
     test["label"] = test["is_fraud"]
-    first_known = known.groupby("card_id")["label_available_at"].min()
-    blocked_since = test["card_id"].map(first_known)
-    day_start = pd.to_datetime(test["event_day"] * fw.NS_DAY, utc=True)
-    blocked = blocked_since.notna() & (blocked_since < day_start)
-    test = test[~blocked.to_numpy()]
+    blocked = _of_known_defrauded_cards(test, training_set)
+    test = test[~blocked]
     train = train_valid[train_valid["event_day"] <= windows["fit"][1]]
     valid = train_valid[train_valid["event_day"] >= windows["valid"][0]]
     split = {
@@ -102,25 +98,38 @@ def split_transactions(
         "labels_not_yet_known": int(hidden.sum()),
         "test_rows_of_known_defrauded_cards": int(blocked.sum()),
     }
-    logger.info(
-        "Split: fit %s..%s (%d rows), valid %s..%s (%d), gap %d days, test %s..%s (%d rows; "
-        "%d rows of cards already known defrauded dropped); %d training frauds not yet "
-        "reported count as genuine",
-        *split["fit_window"],
-        len(train),
-        *split["valid_window"],
-        len(valid),
-        params["delay_days"],
-        *split["test_window"],
-        len(test),
-        split["test_rows_of_known_defrauded_cards"],
-        split["labels_not_yet_known"],
-    )
+    _log_split(split, params["delay_days"])
     return (
         train.reset_index(drop=True),
         valid.reset_index(drop=True),
         test.reset_index(drop=True),
         split,
+    )
+
+
+def _of_known_defrauded_cards(test: pd.DataFrame, training_set: pd.DataFrame) -> np.ndarray:
+    """Test rows of cards with a fraud label available before the row's day starts."""
+    known = training_set.loc[training_set["is_fraud"], ["card_id", "label_available_at"]]
+    first_known = known.groupby("card_id")["label_available_at"].min()
+    blocked_since = test["card_id"].map(first_known)
+    day_start = pd.to_datetime(test["event_day"] * fw.NS_DAY, utc=True)
+    return (blocked_since.notna() & (blocked_since < day_start)).to_numpy()
+
+
+def _log_split(split: dict[str, Any], delay_days: int) -> None:
+    logger.info(
+        "Split: fit %s..%s (%d rows), valid %s..%s (%d), gap %d days, test %s..%s (%d rows; "
+        "%d rows of cards already known defrauded dropped); %d training frauds not yet "
+        "reported count as genuine",
+        *split["fit_window"],
+        split["train_rows"],
+        *split["valid_window"],
+        split["valid_rows"],
+        delay_days,
+        *split["test_window"],
+        split["test_rows"],
+        split["test_rows_of_known_defrauded_cards"],
+        split["labels_not_yet_known"],
     )
 
 
@@ -301,45 +310,23 @@ def register_model(
     name, alias = registry["model_name"], registry["alias"]
     metric = registry["promotion_metric"]
     new_value = _metric(metric, test, fraud_model.predict_proba(test), params)
-    info = log_fraud_model(fraud_model, test, registered_model_name=name)
-    version = str(info.registered_model_version)
-    client = mlflow.MlflowClient()
-    champion_value, champion_version = None, None
-    try:
-        champion_version = str(client.get_model_version_by_alias(name, alias).version)
-    except mlflow.exceptions.MlflowException:
-        logger.info("No %s@%s yet: version %s becomes the first champion", name, alias, version)
-    if champion_version is not None:
-        champion = load_fraud_model(f"models:/{name}@{alias}")
-        champion_value = _metric(metric, test, champion.predict_proba(test), params)
-    promote = champion_value is None or new_value > champion_value + registry["min_improvement"]
-    if promote:
-        client.set_registered_model_alias(name, alias, version)
-    decision = {
-        "model_name": name,
-        "new_version": version,
-        "metric": f"test_{metric}",
-        "new_value": round(new_value, 6),
-        "champion_version": champion_version,
-        "champion_value": None if champion_value is None else round(champion_value, 6),
-        "promoted": bool(promote),
-        "champion_after": version if promote else champion_version,
-    }
-    for key, value in {
-        **evaluation_report["metrics"],
-        f"test_{metric}": round(new_value, 6),
-        "data_window": "..".join(fraud_model.metadata["data_window"]),
-    }.items():
-        client.set_model_version_tag(name, version, key, str(value))
-    mlflow.set_tags(
-        {
-            "git_commit": _git_commit(),
-            "data_window": "..".join(fraud_model.metadata["data_window"]),
-            "test_window": "..".join(fraud_model.metadata["test_window"]),
-            "promotion": "promoted" if promote else "kept champion",
-            "model_version": version,
-        }
+    version = str(
+        log_fraud_model(fraud_model, test, registered_model_name=name).registered_model_version
     )
+    client = mlflow.MlflowClient()
+    champion_version, champion_value = _champion_on(test, name, alias, metric, params)
+    decision = promotion_decision(
+        name=name,
+        version=version,
+        metric=metric,
+        new_value=new_value,
+        champion_version=champion_version,
+        champion_value=champion_value,
+        min_improvement=registry["min_improvement"],
+    )
+    if decision["promoted"]:
+        client.set_registered_model_alias(name, alias, version)
+    _tag(client, fraud_model, decision, evaluation_report)
     if champion_value is not None:
         mlflow.log_metric(f"champion_test_{metric}", champion_value)
     logger.info(
@@ -349,9 +336,77 @@ def register_model(
         metric,
         new_value,
         "none" if champion_value is None else f"v{champion_version} {champion_value:.4f}",
-        f"{alias} moves to v{version}" if promote else f"{alias} stays on v{champion_version}",
+        f"{alias} moves to v{version}"
+        if decision["promoted"]
+        else f"{alias} stays on v{champion_version}",
     )
     return decision
+
+
+def promotion_decision(
+    *,
+    name: str,
+    version: str,
+    metric: str,
+    new_value: float,
+    champion_version: str | None,
+    champion_value: float | None,
+    min_improvement: float,
+) -> dict[str, Any]:
+    """The new version becomes champion when there is none, or when it beats the
+    champion's ``metric`` on the same test rows by more than ``min_improvement``."""
+    promote = champion_value is None or new_value > champion_value + min_improvement
+    return {
+        "model_name": name,
+        "new_version": version,
+        "metric": f"test_{metric}",
+        "new_value": round(new_value, 6),
+        "champion_version": champion_version,
+        "champion_value": None if champion_value is None else round(champion_value, 6),
+        "promoted": bool(promote),
+        "champion_after": version if promote else champion_version,
+    }
+
+
+def _champion_on(
+    test: pd.DataFrame, name: str, alias: str, metric: str, params: dict[str, Any]
+) -> tuple[str | None, float | None]:
+    """The current champion's version and its ``metric`` on ``test`` (None, None: none yet)."""
+    import mlflow  # noqa: PLC0415
+
+    try:
+        version = str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
+    except mlflow.exceptions.MlflowException:
+        logger.info("No %s@%s yet: this version becomes the first champion", name, alias)
+        return None, None
+    champion = load_fraud_model(f"models:/{name}@{alias}")
+    return version, _metric(metric, test, champion.predict_proba(test), params)
+
+
+def _tag(
+    client: Any, fraud_model: FraudModel, decision: dict[str, Any], report: dict[str, Any]
+) -> None:
+    """The version's test metrics as registry tags; the run's commit, windows and decision."""
+    import mlflow  # noqa: PLC0415
+
+    name, version = decision["model_name"], decision["new_version"]
+    data_window = "..".join(fraud_model.metadata["data_window"])
+    tags = {
+        **report["metrics"],
+        decision["metric"]: decision["new_value"],
+        "data_window": data_window,
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    mlflow.set_tags(
+        {
+            "git_commit": _git_commit(),
+            "data_window": data_window,
+            "test_window": "..".join(fraud_model.metadata["test_window"]),
+            "promotion": "promoted" if decision["promoted"] else "kept champion",
+            "model_version": version,
+        }
+    )
 
 
 def _metric(name: str, test: pd.DataFrame, scores: np.ndarray, params: dict[str, Any]) -> float:

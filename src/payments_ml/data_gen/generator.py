@@ -187,27 +187,6 @@ class World:
         order = np.argsort(region, kind="stable")
         region_start = np.searchsorted(region[order], np.arange(n_regions + 1))
 
-        categories = params["merchants"]["categories"]
-        factor = merchants["category"].map({k: v[2] for k, v in categories.items()}).to_numpy()
-        weight = merchants["popularity"].to_numpy()
-        m_region = merchants["region"].to_numpy()
-        stores = np.flatnonzero(m_region >= 0)
-        local_order = stores[np.lexsort((stores, m_region[stores]))]
-        local_cum = np.empty(len(local_order))
-        for r in range(n_regions):
-            sel = slice(*np.searchsorted(m_region[local_order], [r, r + 1]))
-            w = np.cumsum(weight[local_order[sel]])
-            local_cum[sel] = r + w / w[-1] if len(w) else r
-        online_only = merchants["online_only"].to_numpy()
-        hv_categories = set(params["fraud"]["high_value_categories"])
-        high_value = np.flatnonzero(
-            online_only & merchants["category"].isin(hv_categories).to_numpy()
-        )
-        # Tiny worlds may have no online shop: fraud then falls back to any merchant.
-        online = np.flatnonzero(online_only) if online_only.any() else np.arange(len(merchants))
-        vuln_rng = _rng(params["seed"], _VULNERABLE)
-        share = params["fraud"]["scenarios"]["card_testing"]["vulnerable_merchant_share"]
-        n_vuln = min(len(online), max(3, int(round(share * len(online)))))
         return cls(
             params=params,
             cust_id=customers["customer_id"].to_numpy(np.int64),
@@ -221,17 +200,7 @@ class World:
             card_owner=owner,
             region_cust_order=order,
             region_cust_start=region_start,
-            merch_id=merchants["merchant_id"].to_numpy(np.int64),
-            merch_mcc=merchants["mcc"].to_numpy(np.int32),
-            merch_category=merchants["category"].to_numpy(object),
-            merch_factor=factor.astype(float),
-            merch_ecom_share=merchants["ecom_share"].to_numpy(float),
-            merch_region=m_region,
-            local_order=local_order,
-            local_cum=local_cum,
-            global_cum=np.cumsum(weight) / weight.sum(),
-            high_value=high_value if len(high_value) else online,
-            vulnerable=np.sort(vuln_rng.choice(online, size=n_vuln, replace=False)),
+            **_merchant_index(merchants, params),
         )
 
     # -- sampling helpers -------------------------------------------------------------
@@ -619,3 +588,41 @@ _PLANNERS = {
     "account_takeover": _account_takeover,
     "stolen_card_spree": _stolen_card_spree,
 }
+
+
+def _merchant_index(merchants: pd.DataFrame, params: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The merchant fields of a `World`: attributes, and cumulative popularity weights
+    for sampling (per region for local shops, over all merchants for the rest)."""
+    n_regions = int(params["n_regions"])
+    categories = params["merchants"]["categories"]
+    factor = merchants["category"].map({k: v[2] for k, v in categories.items()}).to_numpy()
+    weight = merchants["popularity"].to_numpy()
+    m_region = merchants["region"].to_numpy()
+    stores = np.flatnonzero(m_region >= 0)
+    local_order = stores[np.lexsort((stores, m_region[stores]))]
+    local_cum = np.empty(len(local_order))
+    for r in range(n_regions):
+        sel = slice(*np.searchsorted(m_region[local_order], [r, r + 1]))
+        w = np.cumsum(weight[local_order[sel]])
+        local_cum[sel] = r + w / w[-1] if len(w) else r
+    online_only = merchants["online_only"].to_numpy()
+    hv_categories = set(params["fraud"]["high_value_categories"])
+    high_value = np.flatnonzero(online_only & merchants["category"].isin(hv_categories).to_numpy())
+    # Tiny worlds may have no online shop: fraud then falls back to any merchant.
+    online = np.flatnonzero(online_only) if online_only.any() else np.arange(len(merchants))
+    vuln_rng = _rng(params["seed"], _VULNERABLE)
+    share = params["fraud"]["scenarios"]["card_testing"]["vulnerable_merchant_share"]
+    n_vuln = min(len(online), max(3, int(round(share * len(online)))))
+    return {
+        "merch_id": merchants["merchant_id"].to_numpy(np.int64),
+        "merch_mcc": merchants["mcc"].to_numpy(np.int32),
+        "merch_category": merchants["category"].to_numpy(object),
+        "merch_factor": factor.astype(float),
+        "merch_ecom_share": merchants["ecom_share"].to_numpy(float),
+        "merch_region": m_region,
+        "local_order": local_order,
+        "local_cum": local_cum,
+        "global_cum": np.cumsum(weight) / weight.sum(),
+        "high_value": high_value if len(high_value) else online,
+        "vulnerable": np.sort(vuln_rng.choice(online, size=n_vuln, replace=False)),
+    }

@@ -193,24 +193,11 @@ def plan_ingest(params: dict[str, Any]) -> IngestPlan:
     timestamp, ts_column = _timestamp_spec(params)
     columns = _columns(params.get("columns") or {}, ts_column)
     ids = _id_types(params.get("ids") or {})
-    label = dict(params.get("label") or {})
-    _check_keys(label, {"true_values", "false_values"}, "ingest.label")
-    true_values = _label_values(label.get("true_values", ["1", "true", "t", "yes", "y"]))
-    false_values = _label_values(label.get("false_values", ["0", "false", "f", "no", "n"]))
-    if set(true_values) & set(false_values):
-        raise ValueError(
-            "ingest.label: true_values and false_values share "
-            f"{sorted(set(true_values) & set(false_values))}; a value can mean only one"
-        )
+    true_values, false_values = _label_values_of(params)
     delay = float(params.get("label_delay_days", 7))
     if delay < 0:
         raise ValueError(f"ingest.label_delay_days must be >= 0, got {delay}")
-    partitions = params.get("partitions")
-    if partitions is not None and int(partitions) < 1:
-        raise ValueError(f"ingest.partitions must be >= 1 or null, got {partitions}")
-    batch_rows = int(params.get("batch_rows") or 100_000)
-    if batch_rows < 1:
-        raise ValueError(f"ingest.batch_rows must be >= 1, got {batch_rows}")
+    partitions, batch_rows = _sizes(params)
     plan = IngestPlan(
         path=path,
         format="",
@@ -224,9 +211,15 @@ def plan_ingest(params: dict[str, Any]) -> IngestPlan:
         catalogues={},
         csv=csv,
         fs_args=fs_args,
-        partitions=None if partitions is None else int(partitions),
+        partitions=partitions,
         batch_rows=batch_rows,
     )
+    return _with_source(plan, params)
+
+
+def _with_source(plan: IngestPlan, params: dict[str, Any]) -> IngestPlan:
+    """The plan completed from the source itself: its format, carried columns' types,
+    and a check that every column the mapping names is there."""
     fmt = _source_format(plan, str(params.get("format") or "auto"))
     plan = dataclasses.replace(plan, format=fmt)
     schema = _source_schema(plan)
@@ -236,10 +229,35 @@ def plan_ingest(params: dict[str, Any]) -> IngestPlan:
     missing = [c for c in plan.source_columns if c not in schema.names]
     if missing:
         raise ValueError(
-            f"ingest: source column(s) {missing} not in {path}; it has {schema.names}. "
+            f"ingest: source column(s) {missing} not in {plan.path}; it has {schema.names}. "
             "Fix ingest.columns / ingest.timestamp.column / ingest.extra_columns."
         )
     return plan
+
+
+def _label_values_of(params: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """``ingest.label``'s true and false values (lower-cased), which must not overlap."""
+    label = dict(params.get("label") or {})
+    _check_keys(label, {"true_values", "false_values"}, "ingest.label")
+    true_values = _label_values(label.get("true_values", ["1", "true", "t", "yes", "y"]))
+    false_values = _label_values(label.get("false_values", ["0", "false", "f", "no", "n"]))
+    if set(true_values) & set(false_values):
+        raise ValueError(
+            "ingest.label: true_values and false_values share "
+            f"{sorted(set(true_values) & set(false_values))}; a value can mean only one"
+        )
+    return true_values, false_values
+
+
+def _sizes(params: dict[str, Any]) -> tuple[int | None, int]:
+    """``ingest.partitions`` (None: 2 per CPU) and ``ingest.batch_rows``, checked."""
+    partitions = params.get("partitions")
+    if partitions is not None and int(partitions) < 1:
+        raise ValueError(f"ingest.partitions must be >= 1 or null, got {partitions}")
+    batch_rows = int(params.get("batch_rows") or 100_000)
+    if batch_rows < 1:
+        raise ValueError(f"ingest.batch_rows must be >= 1, got {batch_rows}")
+    return None if partitions is None else int(partitions), batch_rows
 
 
 def map_table(source: pa.Table, plan: IngestPlan) -> pa.Table:
@@ -259,23 +277,47 @@ def map_table(source: pa.Table, plan: IngestPlan) -> pa.Table:
         in ``source_record``.
     """
     col = plan.columns
-    out: dict[str, pa.Array] = {}
-    problems: list[tuple[np.ndarray, str]] = []
-
     tx = _text(source[col["transaction_id"]])
-    out["transaction_id"] = tx
-    problems.append((_nulls(tx), "transaction_id: null"))
-
     ts, missing, bad = _timestamps(source[col["event_timestamp"]], plan.timestamp)
-    out["event_timestamp"] = ts
-    problems += [
+    out: dict[str, pa.Array] = {"transaction_id": tx, "event_timestamp": ts}
+    problems: list[tuple[np.ndarray, str]] = [
+        (_nulls(tx), "transaction_id: null"),
         (missing, "event_timestamp: null"),
         (bad, f"event_timestamp: not a timestamp ({plan.timestamp['unit']})"),
     ]
+    # Problems in the contract's column order: a row's reasons read the same every time.
+    for columns, found in (_map_ids(source, plan), _map_amount_and_labels(source, plan, ts)):
+        out.update(columns)
+        problems += found
+    if "fraud_scenario" in col:
+        scenario = _text(source[col["fraud_scenario"]])
+        empty = pc.equal(pc.utf8_trim_whitespace(scenario), "")
+        out["fraud_scenario"] = pc.if_else(empty, pa.scalar(None, pa.string()), scenario)
+    else:
+        out["fraud_scenario"] = pa.nulls(len(source), pa.string())
+    # The quarantine's partition of rows without a time (a null would be Hive's
+    # __HIVE_DEFAULT_PARTITION__, which pandas cannot read back with the other days).
+    out["event_date"] = pc.coalesce(utc_dates(ts), pa.scalar(NO_DATE, pa.string()))
+    for name, (src, kind) in plan.extra_columns.items():
+        out[name] = _convert(source[src], kind)
+    reasons, failed = _join_reasons(problems, len(source))
+    out[QUARANTINE_REASON] = reasons
+    out[SOURCE_RECORD] = _source_records(source, plan.source_columns, failed)
+    schema = plan.arrow_schema()
+    return pa.table([out[f.name].cast(f.type) for f in schema], schema=schema)
 
+
+_Mapped = tuple[dict[str, pa.Array], list[tuple[np.ndarray, str]]]  # columns, problems
+
+
+def _map_ids(source: pa.Table, plan: IngestPlan) -> _Mapped:
+    """The id columns (integers, or hashed text with the text kept as ``source_<id>``);
+    without a card column, a customer's card is the customer's id."""
+    col = plan.columns
+    out, problems = {}, []
     for name in ID_COLUMNS:
         if name not in col:
-            continue  # card_id: the customer's id, below
+            continue
         if plan.ids[name] == "hash":
             text = _text(source[col[name]])
             out[name], out[f"source_{name}"] = hash_ids(text), text
@@ -285,43 +327,29 @@ def map_table(source: pa.Table, plan: IngestPlan) -> pa.Table:
         problems += [(missing, f"{name}: null"), (bad, f"{name}: not an int64 integer")]
     if "card_id" not in col:
         out["card_id"] = out["customer_id"]
+    return out, problems
 
+
+def _map_amount_and_labels(source: pa.Table, plan: IngestPlan, ts: pa.Array) -> _Mapped:
+    """``amount``, ``is_fraud`` and ``label_available_at`` (the source's, or the event time plus the
+    label delay; a row without a label time, never reported, is final after the delay)."""
+    col = plan.columns
+    out, problems = {}, []
     out["amount"], missing, bad = _numbers(source[col["amount"]])
     problems += [(missing, "amount: null"), (bad, "amount: not a number")]
-
     out["is_fraud"], missing, bad = _labels(source[col["is_fraud"]], plan)
     problems += [
         (missing, "is_fraud: null"),
         (bad, "is_fraud: not in label.true_values/false_values"),
     ]
-
-    if "fraud_scenario" in col:
-        scenario = _text(source[col["fraud_scenario"]])
-        empty = pc.equal(pc.utf8_trim_whitespace(scenario), "")
-        out["fraud_scenario"] = pc.if_else(empty, pa.scalar(None, pa.string()), scenario)
-    else:
-        out["fraud_scenario"] = pa.nulls(len(source), pa.string())
-
     by_default = pc.add(ts, pa.scalar(_delay_ns(plan), pa.duration("ns")))
     if "label_available_at" in col:
         label_at, _, bad = _timestamps(source[col["label_available_at"]], plan.timestamp)
-        # A row without a label time (never reported) is final after the default delay.
         out["label_available_at"] = pc.coalesce(label_at, by_default)
         problems.append((bad, f"label_available_at: not a timestamp ({plan.timestamp['unit']})"))
     else:
         out["label_available_at"] = by_default
-    # The quarantine's partition of rows without a time (a null would be Hive's
-    # __HIVE_DEFAULT_PARTITION__, which pandas cannot read back with the other days).
-    out["event_date"] = pc.coalesce(utc_dates(ts), pa.scalar(NO_DATE, pa.string()))
-
-    for name, (src, kind) in plan.extra_columns.items():
-        out[name] = _convert(source[src], kind)
-
-    reasons, failed = _join_reasons(problems, len(source))
-    out[QUARANTINE_REASON] = reasons
-    out[SOURCE_RECORD] = _source_records(source, plan.source_columns, failed)
-    schema = plan.arrow_schema()
-    return pa.table([out[f.name].cast(f.type) for f in schema], schema=schema)
+    return out, problems
 
 
 def hash_ids(text: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -1,0 +1,1 @@
+"""Synthetic payments: customers, cards, merchants and their days of transactions."""

@@ -1,0 +1,1 @@
+"""Bring your own data: a source file mapped onto the transaction contract."""
