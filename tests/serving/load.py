@@ -16,6 +16,19 @@ import pandas as pd
 import requests
 
 
+def request_body(row: pd.Series, **change: Any) -> dict[str, Any]:
+    """The /score body of a transaction row (``change``: fields to replace)."""
+    body = {
+        "transaction_id": row["transaction_id"],
+        "event_timestamp": row["event_timestamp"].isoformat(),
+        "customer_id": int(row["customer_id"]),
+        "card_id": int(row["card_id"]),
+        "merchant_id": int(row["merchant_id"]),
+        "amount": float(row["amount"]),
+    }
+    return body | change
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One request of a load run."""

@@ -11,6 +11,7 @@ from payments_ml.monitoring.alerts import append_alerts
 from payments_ml.serving.schemas import MAX_BATCH
 from tests.conftest import free_port
 from tests.serving.conftest import stop_serve
+from tests.serving.load import request_body
 
 pytestmark = pytest.mark.slow
 
@@ -72,19 +73,8 @@ def _alert(run_id: str, severity: str, metric: str) -> dict:
     }
 
 
-def _body(row) -> dict:
-    return {
-        "transaction_id": row["transaction_id"],
-        "event_timestamp": row["event_timestamp"].isoformat(),
-        "customer_id": int(row["customer_id"]),
-        "card_id": int(row["card_id"]),
-        "merchant_id": int(row["merchant_id"]),
-        "amount": float(row["amount"]),
-    }
-
-
 def test_score_answers_the_contract(endpoint):
-    body = _body(endpoint["rows"].iloc[0])
+    body = request_body(endpoint["rows"].iloc[0])
     answer = requests.post(f"{endpoint['url']}/score", json=body, timeout=30)
     assert answer.status_code == 200, answer.text
     result = answer.json()
@@ -102,7 +92,7 @@ def test_score_answers_the_contract(endpoint):
 
 
 def test_batch_answers_in_order(endpoint):
-    bodies = [_body(r) for _, r in endpoint["rows"].iloc[1:41].iterrows()]
+    bodies = [request_body(r) for _, r in endpoint["rows"].iloc[1:41].iterrows()]
     answer = requests.post(
         f"{endpoint['url']}/score/batch", json={"transactions": bodies}, timeout=30
     )
@@ -122,14 +112,14 @@ def test_batch_answers_in_order(endpoint):
     ],
 )
 def test_bad_fields_get_422_naming_the_field(endpoint, change, field):
-    body = _body(endpoint["rows"].iloc[0]) | change
+    body = request_body(endpoint["rows"].iloc[0]) | change
     answer = requests.post(f"{endpoint['url']}/score", json=body, timeout=30)
     assert answer.status_code == 422 and answer.json()["detail"].startswith(field)
 
 
 def test_missing_field_empty_oversized_and_malformed_batches(endpoint):
     url = endpoint["url"]
-    body = _body(endpoint["rows"].iloc[0])
+    body = request_body(endpoint["rows"].iloc[0])
     missing = requests.post(f"{url}/score", json={k: v for k, v in body.items() if k != "amount"})
     assert missing.status_code == 422 and "amount: Field required" in missing.json()["detail"]
     empty = requests.post(f"{url}/score/batch", json={"transactions": []})
@@ -145,7 +135,10 @@ def test_missing_field_empty_oversized_and_malformed_batches(endpoint):
 
 
 def test_unknown_entities_are_scored_with_cold_start(endpoint):
-    body = _body(endpoint["rows"].iloc[0]) | {"customer_id": 99_999_999, "merchant_id": 77_777_777}
+    body = request_body(endpoint["rows"].iloc[0]) | {
+        "customer_id": 99_999_999,
+        "merchant_id": 77_777_777,
+    }
     answer = requests.post(f"{endpoint['url']}/score", json=body, timeout=30)
     assert answer.status_code == 200
     assert answer.json()["features_used"]["customer_tx_count_30d"] == 0
@@ -156,7 +149,9 @@ def test_health_and_metrics(endpoint):
     assert health["status"] == "ok" and health["model_version"] == "7"
     assert health["online_store"] == {"type": "packed_sqlite", "ok": True, "error": None}
     for _ in range(3):
-        requests.post(f"{endpoint['url']}/score", json=_body(endpoint["rows"].iloc[5]), timeout=30)
+        requests.post(
+            f"{endpoint['url']}/score", json=request_body(endpoint["rows"].iloc[5]), timeout=30
+        )
     time.sleep(0.2)
     text = requests.get(f"{endpoint['url']}/metrics", timeout=30).text
     assert 'scorer_requests_total{route="/score",status="200"}' in text
@@ -169,7 +164,7 @@ def test_scored_transactions_are_logged_with_their_features(endpoint):
     import pyarrow.dataset as ds  # noqa: PLC0415
 
     bodies = [
-        _body(r) | {"transaction_id": f"log-{i}"}
+        request_body(r) | {"transaction_id": f"log-{i}"}
         for i, (_, r) in enumerate(endpoint["rows"].iloc[20:25].iterrows())
     ]
     answers = requests.post(
@@ -201,7 +196,7 @@ def test_dashboard_serves_live_figures_and_the_latest_runs_alerts(endpoint):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="tx-rate"' in page.text and "setInterval(refresh" in page.text
     for i in range(3):
-        requests.post(f"{url}/score", json=_body(endpoint["rows"].iloc[30 + i]), timeout=30)
+        requests.post(f"{url}/score", json=request_body(endpoint["rows"].iloc[30 + i]), timeout=30)
     data = requests.get(f"{url}/dashboard/data", timeout=30).json()
     live = data["live"]
     assert live["total_scored"] >= 3 and live["transactions_per_s"] > 0
@@ -235,7 +230,7 @@ def test_dashboard_in_headless_chromium_moves_while_a_replay_runs(endpoint, tmp_
             for i in range(len(rows) * 10):
                 if stop.is_set():
                     return
-                body = _body(rows.iloc[i % len(rows)]) | {"transaction_id": f"ui-{i}"}
+                body = request_body(rows.iloc[i % len(rows)]) | {"transaction_id": f"ui-{i}"}
                 session.post(f"{url}/score", json=body, timeout=30)
                 time.sleep(0.05)
 

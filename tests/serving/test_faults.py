@@ -22,7 +22,7 @@ import requests
 from tests.conftest import free_port
 from tests.serving.conftest import stop_serve
 from tests.serving.faults import switchable_model
-from tests.serving.load import kill_replica, replica_pids, steady_load, wait_for_log
+from tests.serving.load import kill_replica, replica_pids, request_body, steady_load, wait_for_log
 
 pytestmark = pytest.mark.slow
 
@@ -81,18 +81,6 @@ def scorer(ray_session, tmp_path_factory, snapshots, generated_transactions, sma
     stop_serve()
 
 
-def _body(row, **change) -> dict:
-    body = {
-        "transaction_id": row["transaction_id"],
-        "event_timestamp": row["event_timestamp"].isoformat(),
-        "customer_id": int(row["customer_id"]),
-        "card_id": int(row["card_id"]),
-        "merchant_id": int(row["merchant_id"]),
-        "amount": float(row["amount"]),
-    }
-    return body | change
-
-
 def _together(url: str, bodies: list[dict]) -> list[requests.Response]:
     """All bodies POSTed to /score at once (so that the replicas batch them)."""
     with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
@@ -113,16 +101,17 @@ def _switch(scorer, name: str, value: str = "") -> None:
 def test_an_id_beyond_int64_is_a_422_and_fails_none_of_its_neighbours(scorer, field):
     rows = scorer["rows"]
     valid = [
-        _body(r, transaction_id=f"n-{field}-{i}") for i, (_, r) in enumerate(rows[:40].iterrows())
+        request_body(r, transaction_id=f"n-{field}-{i}")
+        for i, (_, r) in enumerate(rows[:40].iterrows())
     ]
-    poison = _body(rows.iloc[40], transaction_id=f"p-{field}", **{field: INT64_MAX + 1})
+    poison = request_body(rows.iloc[40], transaction_id=f"p-{field}", **{field: INT64_MAX + 1})
     answers = _together(scorer["url"], [*valid[:20], poison, *valid[20:]])
     statuses = [a.status_code for a in answers]
     assert statuses.count(200) == 40, Counter(statuses)
     refused = answers[20]
     assert refused.status_code == 422 and refused.json()["detail"].startswith(field)
-    largest = _body(rows.iloc[41], transaction_id=f"max-{field}", **{field: INT64_MAX})
-    whole = _body(rows.iloc[42], transaction_id=f"whole-{field}", **{field: 7824.0})
+    largest = request_body(rows.iloc[41], transaction_id=f"max-{field}", **{field: INT64_MAX})
+    whole = request_body(rows.iloc[42], transaction_id=f"whole-{field}", **{field: 7824.0})
     for body in (largest, whole):
         assert requests.post(f"{scorer['url']}/score", json=body, timeout=30).status_code == 200
 
@@ -132,8 +121,12 @@ def test_an_error_scoring_one_transaction_fails_that_transaction_alone(scorer):
     neighbours are scored, over /score (batched by the replica) and /score/batch."""
     rows = scorer["rows"]
     late = scorer["midnight"] + pd.Timedelta(hours=23, minutes=30)
-    valid = [_body(r, transaction_id=f"b-{i}") for i, (_, r) in enumerate(rows[:40].iterrows())]
-    poison = _body(rows.iloc[40], transaction_id="b-poison", event_timestamp=late.isoformat())
+    valid = [
+        request_body(r, transaction_id=f"b-{i}") for i, (_, r) in enumerate(rows[:40].iterrows())
+    ]
+    poison = request_body(
+        rows.iloc[40], transaction_id="b-poison", event_timestamp=late.isoformat()
+    )
     with _switch(scorer, "poison"):
         answers = _together(scorer["url"], [*valid, poison])
         batch = requests.post(
@@ -165,13 +158,13 @@ def test_event_times_out_of_range_or_ahead_of_the_clock_are_refused(scorer):
         "0001-01-01T12:00:00+05:00",
         "9999-12-31T12:00:00Z",
     ):
-        body = _body(customer, transaction_id=f"t-{stamp}", event_timestamp=stamp)
+        body = request_body(customer, transaction_id=f"t-{stamp}", event_timestamp=stamp)
         answer = requests.post(f"{url}/score", json=body, timeout=30)
         assert answer.status_code == 422, (stamp, answer.text)
         assert answer.json()["detail"].startswith("event_timestamp"), answer.text
     batch = requests.post(
         f"{url}/score/batch",
-        json={"transactions": [_body(customer, event_timestamp="9999-01-01T00:00:00Z")]},
+        json={"transactions": [request_body(customer, event_timestamp="9999-01-01T00:00:00Z")]},
         timeout=30,
     )
     assert batch.status_code == 422
@@ -182,13 +175,13 @@ def test_event_times_out_of_range_or_ahead_of_the_clock_are_refused(scorer):
     fresh_customer = 4_000_000_000 + int(time.time())
     ahead = day + pd.Timedelta(days=400, hours=12)
     assert ahead < now
-    first = _body(customer, customer_id=fresh_customer, transaction_id="ahead")
+    first = request_body(customer, customer_id=fresh_customer, transaction_id="ahead")
     first["event_timestamp"] = ahead.isoformat()
     assert requests.post(f"{url}/score", json=first, timeout=30).status_code == 200
     counts = []
     for i in range(4):
         stamp = day + pd.Timedelta(hours=9, minutes=i)
-        body = _body(
+        body = request_body(
             customer,
             customer_id=fresh_customer,
             transaction_id=f"day-{i}",
@@ -239,7 +232,7 @@ def test_store_moved_aside_or_locked_answers_503_fast_and_recovers(scorer):
     health = _health_poller(url)
 
     def score(i: int) -> requests.Response:
-        body = _body(rows.iloc[50 + i % 20], transaction_id=f"outage-{i}-{time.time_ns()}")
+        body = request_body(rows.iloc[50 + i % 20], transaction_id=f"outage-{i}-{time.time_ns()}")
         return requests.post(f"{url}/score", json=body, timeout=30)
 
     assert score(0).status_code == 200
@@ -342,7 +335,7 @@ def test_cancelled_requests_are_counted_apart_from_server_errors(one_replica):
         with ThreadPoolExecutor(max_workers=12) as pool:
 
             def impatient(i: int) -> None:
-                body = _body(rows.iloc[i], transaction_id=f"impatient-{i}-{time.time_ns()}")
+                body = request_body(rows.iloc[i], transaction_id=f"impatient-{i}-{time.time_ns()}")
                 with contextlib.suppress(requests.RequestException):
                     requests.post(f"{url}/score", json=body, timeout=0.1)
 
@@ -373,7 +366,7 @@ def test_overload_is_refused_fast_by_a_bounded_queue(one_replica):
     _wait_ready(scorer["url"])
     with _switch(scorer, "slow", "0.2"):
         bodies = [
-            _body(r, transaction_id=f"flood-{i}-{time.time_ns()}")
+            request_body(r, transaction_id=f"flood-{i}-{time.time_ns()}")
             for i, (_, r) in enumerate(scorer["rows"][:60].iterrows())
         ]
         start = time.monotonic()
@@ -388,7 +381,7 @@ def test_overload_is_refused_fast_by_a_bounded_queue(one_replica):
 def _load_with_a_kill(scorer, tag: str) -> list:
     rows = scorer["rows"]
     bodies = [
-        _body(rows.iloc[i % len(rows)], transaction_id=f"kill-{tag}-{i}-{time.time_ns()}")
+        request_body(rows.iloc[i % len(rows)], transaction_id=f"kill-{tag}-{i}-{time.time_ns()}")
         for i in range(400)
     ]
     _wait_ready(scorer["url"])

@@ -10,6 +10,7 @@ import requests
 from tests.conftest import free_port
 from tests.feature_store.redis_server import start_redis
 from tests.serving.conftest import stop_serve
+from tests.serving.load import request_body
 
 pytestmark = pytest.mark.slow
 
@@ -59,14 +60,7 @@ def test_store_outage_degrades_then_recovers(
             )
             url = f"http://127.0.0.1:{port}"
             row = generated_transactions.iloc[0]
-            body = {
-                "transaction_id": "outage-1",
-                "event_timestamp": row["event_timestamp"].isoformat(),
-                "customer_id": int(row["customer_id"]),
-                "card_id": int(row["card_id"]),
-                "merchant_id": int(row["merchant_id"]),
-                "amount": 12.5,
-            }
+            body = request_body(row, transaction_id="outage-1", amount=12.5)
             assert requests.post(f"{url}/score", json=body, timeout=30).status_code == 200
             assert requests.get(f"{url}/health", timeout=30).json()["status"] == "ok"
 

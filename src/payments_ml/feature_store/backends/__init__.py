@@ -28,10 +28,11 @@ from feast.type_map import feast_value_type_to_python_type
 
 from payments_ml.features.today import COLUMNS, Entry
 
-VIEWS = {
+TODAY = "customer_today"  # the view the scorer appends to
+VIEWS = {  # view -> join key
     "customer_snapshot": "customer_id",
     "merchant_snapshot": "merchant_id",
-    "customer_today": "customer_id",
+    TODAY: "customer_id",
 }
 
 

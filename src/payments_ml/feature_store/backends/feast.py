@@ -20,6 +20,7 @@ import numpy as np
 from feast import FeatureStore, FeatureView
 
 from payments_ml.feature_store.backends import (
+    TODAY,
     VIEWS,
     Online,
     OutboxRecord,
@@ -33,7 +34,6 @@ from payments_ml.feature_store.backends.packed_sqlite import SqliteFiles, Sqlite
 from payments_ml.feature_store.online_store import connect, provider_online_store
 from payments_ml.features.today import Entry, merge_today
 
-TODAY = "customer_today"
 _LOCK = threading.Lock()  # one writer per process
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from feast import FeatureView, RepoConfig
 
 from payments_ml.feature_store.backends import (
+    TODAY,
     VIEWS,
     Claim,
     Online,
@@ -45,7 +46,6 @@ from payments_ml.feature_store.online_store import (
 )
 from payments_ml.features.today import Entry, merge_today
 
-TODAY = "customer_today"
 _OUTBOX_TABLES = (
     "CREATE TABLE IF NOT EXISTS scored_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
     "record BLOB NOT NULL)",

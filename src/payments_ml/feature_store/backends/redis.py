@@ -25,6 +25,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from payments_ml.feature_store.backends import (
+    TODAY,
     VIEWS,
     Claim,
     Online,
@@ -36,8 +37,6 @@ from payments_ml.feature_store.backends import (
     today_protos,
 )
 from payments_ml.features.today import COLUMNS, Entry, merge_today
-
-TODAY = "customer_today"
 
 
 class RedisBackend:
