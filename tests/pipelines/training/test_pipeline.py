@@ -51,7 +51,11 @@ def test_two_trial_run_logs_nested_runs_registers_and_promotes(
     assert all("valid_average_precision" in t.data.metrics for t in trials)
     assert {"learning_rate", "scale_pos_weight"} <= set(trials[0].data.params)
 
-    report = out["evaluation_report"]["metrics"]
+    evaluation = out["evaluation_report"]
+    assert evaluation["known_fraud_lookback_days"] == training_params["known_fraud_lookback_days"]
+    assert evaluation["test_rows_dropped_known_defrauded"] >= 0
+    assert 0 <= evaluation["test_share_dropped_known_defrauded"] < 1
+    report = evaluation["metrics"]
     for key in ("test_average_precision", "test_roc_auc", "test_card_precision_at_20"):
         assert 0 < report[key] <= 1 and 0 < report[key.replace("test_", "baseline_")] <= 1
     assert out["training_metrics"]["test_average_precision"]["value"] == pytest.approx(

@@ -64,6 +64,8 @@ def test_frauds_reported_after_the_test_start_count_as_genuine(training_set, tra
 
 
 def test_cards_known_defrauded_before_a_test_day_leave_that_day(training_set, training_params):
+    """With no look-back (null), a card leaves the test set from its first reported fraud."""
+    training_params["known_fraud_lookback_days"] = None
     _, _, test, split = split_transactions(training_set, training_params)
     known = training_set[training_set["is_fraud"]].groupby("card_id")["label_available_at"].min()
     day_start = pd.to_datetime(test["event_day"] * fw.NS_DAY, utc=True)
@@ -71,3 +73,42 @@ def test_cards_known_defrauded_before_a_test_day_leave_that_day(training_set, tr
     kept = training_set["event_timestamp"] >= pd.Timestamp(split["test_window"][0], tz="UTC")
     assert split["test_rows_of_known_defrauded_cards"] == kept.sum() - len(test) > 0
     assert test["transaction_id"].isin(training_set["transaction_id"]).all()  # hashed
+
+
+def test_the_look_back_keeps_cards_whose_fraud_was_reported_long_ago(training_set, training_params):
+    """A card reported 20 days before a test day is blocked with a 30-day look-back, in use
+    again with a 10-day one; one reported on the day itself is not blocked that day."""
+    _, _, test, split = split_transactions(training_set, training_params)
+    day = pd.Timestamp(split["test_window"][0], tz="UTC")
+    clean = training_set.groupby("card_id")["is_fraud"].transform("any").eq(False)
+    on_day = training_set["event_timestamp"].between(day, day + DAY, inclusive="left")
+    cards = training_set.loc[clean & on_day, "card_id"].drop_duplicates().iloc[:3].tolist()
+    history = training_set.copy()
+    for card, reported in zip(cards, [day - 20 * DAY, day - 5 * DAY, day + pd.Timedelta(hours=1)]):
+        first = history.index[history["card_id"] == card][0]
+        history.loc[first, ["is_fraud", "label_available_at"]] = [True, reported]
+
+    def kept(lookback) -> set:
+        training_params["known_fraud_lookback_days"] = lookback
+        _, _, test, split = split_transactions(history, training_params)
+        assert split["known_fraud_lookback_days"] == lookback
+        on_first_day = test[test["event_day"] == fw.day_of(day.value)]
+        return set(cards) & set(on_first_day["card_id"])
+
+    assert kept(30) == {cards[2]}
+    assert kept(10) == {cards[0], cards[2]}
+    assert kept(None) == {cards[2]}
+
+
+def test_a_test_set_emptied_by_the_rule_is_reported_and_warned_about(
+    training_set, training_params, caplog
+):
+    training_params.update(known_fraud_lookback_days=None, max_dropped_test_share=0.0)
+    _, _, test, split = split_transactions(training_set, training_params)
+    dropped = split["test_rows_of_known_defrauded_cards"]
+    assert split["test_share_of_known_defrauded_cards"] == round(dropped / (dropped + len(test)), 5)
+    assert "training.known_fraud_lookback_days (now None)" in caplog.text
+    caplog.clear()
+    training_params["max_dropped_test_share"] = 1.0
+    split_transactions(training_set, training_params)
+    assert "known_fraud_lookback_days" not in caplog.text

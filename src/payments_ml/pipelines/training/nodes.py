@@ -83,7 +83,8 @@ def split_transactions(
     train_valid["label"] = train_valid["is_fraud"] & ~hidden
     test = rows[rows["event_day"] >= windows["test"][0]].copy()
     test["label"] = test["is_fraud"]
-    blocked = _of_known_defrauded_cards(test, training_set)
+    lookback = params.get("known_fraud_lookback_days")
+    blocked = _of_known_defrauded_cards(test, training_set, lookback)
     test = test[~blocked]
     train = train_valid[train_valid["event_day"] <= windows["fit"][1]]
     valid = train_valid[train_valid["event_day"] >= windows["valid"][0]]
@@ -97,7 +98,12 @@ def split_transactions(
         "test_fraud_rate": round(float(test["label"].mean()), 5),
         "labels_not_yet_known": int(hidden.sum()),
         "test_rows_of_known_defrauded_cards": int(blocked.sum()),
+        "test_share_of_known_defrauded_cards": round(float(blocked.mean()), 5)
+        if len(blocked)
+        else 0.0,
+        "known_fraud_lookback_days": lookback,
     }
+    _warn_if_test_set_shrinks(split, params.get("max_dropped_test_share"))
     _log_split(split, params["delay_days"])
     return (
         train.reset_index(drop=True),
@@ -107,13 +113,46 @@ def split_transactions(
     )
 
 
-def _of_known_defrauded_cards(test: pd.DataFrame, training_set: pd.DataFrame) -> np.ndarray:
-    """Test rows of cards with a fraud label available before the row's day starts."""
+def _of_known_defrauded_cards(
+    test: pd.DataFrame, training_set: pd.DataFrame, lookback_days: float | None
+) -> np.ndarray:
+    """Test rows of cards a fraud team would have blocked: a fraud label of the card became
+    available before the row's day started, within ``lookback_days`` (None: ever)."""
     known = training_set.loc[training_set["is_fraud"], ["card_id", "label_available_at"]]
-    first_known = known.groupby("card_id")["label_available_at"].min()
-    blocked_since = test["card_id"].map(first_known)
     day_start = pd.to_datetime(test["event_day"] * fw.NS_DAY, utc=True)
-    return (blocked_since.notna() & (blocked_since < day_start)).to_numpy()
+    if lookback_days is None:
+        first_known = known.groupby("card_id")["label_available_at"].min()
+        blocked_since = test["card_id"].map(first_known)
+        return (blocked_since.notna() & (blocked_since < day_start)).to_numpy()
+    # The card's latest label before the day's start: blocked if within the look-back.
+    rows = pd.DataFrame(
+        {"card_id": test["card_id"].to_numpy(), "day_start": day_start.to_numpy()}
+    ).reset_index(names="row")
+    labels = known.rename(columns={"label_available_at": "known_at"})
+    latest = pd.merge_asof(
+        rows.sort_values("day_start", kind="stable"),
+        labels.sort_values("known_at", kind="stable"),
+        left_on="day_start",
+        right_on="known_at",
+        by="card_id",
+        allow_exact_matches=False,
+    ).sort_values("row")
+    since = latest["day_start"] - latest["known_at"]
+    return (since <= pd.Timedelta(days=lookback_days)).to_numpy()
+
+
+def _warn_if_test_set_shrinks(split: dict[str, Any], max_share: float | None) -> None:
+    share = split["test_share_of_known_defrauded_cards"]
+    if max_share is not None and share > max_share:
+        logger.warning(
+            "%.0f %% of the test rows belong to cards already known defrauded and were dropped "
+            "(more than training.max_dropped_test_share=%s): the test window measures little. "
+            "Does the data keep using cards after their fraud? Lower "
+            "training.known_fraud_lookback_days (now %s) to drop fewer.",
+            100 * share,
+            max_share,
+            split["known_fraud_lookback_days"],
+        )
 
 
 def _log_split(split: dict[str, Any], delay_days: int) -> None:
@@ -220,9 +259,14 @@ def train_baseline(train: pd.DataFrame, params: dict[str, Any]) -> Any:
 
 
 def evaluate_models(
-    fraud_model: FraudModel, baseline_model: Any, test: pd.DataFrame, params: dict[str, Any]
+    fraud_model: FraudModel,
+    baseline_model: Any,
+    test: pd.DataFrame,
+    training_split: dict[str, Any],
+    params: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Test-window metrics of the model and the baseline, on the same transactions.
+    """Test-window metrics of the model and the baseline, on the same transactions, and
+    how many test rows the known-defrauded-card rule dropped (``training_split``).
 
     Returns:
         Metrics for MLflow (``{name: {"value", "step"}}``) and the report written under
@@ -261,6 +305,11 @@ def evaluate_models(
         "thresholds": fraud_model.thresholds,
         "test_rows": len(test),
         "test_frauds": int(labels.sum()),
+        "test_rows_dropped_known_defrauded": training_split["test_rows_of_known_defrauded_cards"],
+        "test_share_dropped_known_defrauded": training_split.get(
+            "test_share_of_known_defrauded_cards"
+        ),
+        "known_fraud_lookback_days": training_split.get("known_fraud_lookback_days"),
         "feature_importance_gain": dict(
             sorted(
                 zip(fraud_model.features, gains.round(2).tolist(), strict=True),

@@ -41,7 +41,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=nodes.evaluate_models,
-                inputs=["fraud_model", "baseline_model", "test_rows", "params:training"],
+                inputs=[
+                    "fraud_model",
+                    "baseline_model",
+                    "test_rows",
+                    "training_split",
+                    "params:training",
+                ],
                 outputs=["training_metrics", "evaluation_report"],
                 name="evaluate_models_node",
             ),
