@@ -2,7 +2,10 @@
 
 Both sides read the day-partitioned raw transactions and write the model input table
 (every feature of docs/design.md, "Feature semantics", for every transaction); the two
-outputs are compared before any figure is printed. Then the online store:
+outputs are compared before any figure is printed. Then one night
+(``features.run_date``) on top of that full build: the last day's training rows, the
+snapshot rows that night writes and the merchant days, from the stored state, timed
+beside the full build and checked equal to its rows of that day. Then the online store:
 materialization rows/s of the latest snapshots, and get_online_features latency for one
 customer + one merchant.
 """
@@ -20,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import load_params, print_table, start_ray, timer
-from payments_ml.datasets import RayParquetDataset
+from payments_ml.datasets import ParquetFilesDataset, RayParquetDataset
 from payments_ml.features.definitions import FEATURES
 from payments_ml.pipelines.data_gen import nodes as gen
 from payments_ml.pipelines.features import nodes
@@ -111,17 +114,63 @@ def generate_raw(n_customers: int, out: Path) -> int:
     return summary["valid"]
 
 
-def run_ray(raw: Path, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_ray(raw: Path, out: Path) -> tuple[Any, Any, pd.DataFrame]:
     params = {"label_delay_days": DELAY, "partitions": None}
     transactions = RayParquetDataset(filepath=str(raw), partition_cols=["event_date"]).load()
-    by_customer = nodes.partition_by_customer(transactions, params)
-    merchant_days = nodes.aggregate_merchant_days(by_customer, params)
+    by_customer = nodes.partition_by_customer(transactions, None, None, params)
+    merchant_days = nodes.aggregate_merchant_days(by_customer, None, params)
     merchant_snapshots = nodes.build_merchant_snapshots(merchant_days, params)
     training_set, customer_snapshots = nodes.build_customer_features(
         by_customer, merchant_days, params
     )
     RayParquetDataset(filepath=str(out), partition_cols=["event_date"]).save(training_set)
-    return merchant_snapshots, customer_snapshots
+    return merchant_snapshots, customer_snapshots, merchant_days
+
+
+def run_night(raw: Path, state: Path, night: str) -> None:
+    """The night of ``night`` as `kedro run --pipelines features --params
+    features.run_date=...` runs it (without the online store): the catalog's datasets of
+    the night, over the state a full build stored under ``state``."""
+    params = {"label_delay_days": DELAY, "partitions": None, "run_date": night}
+    files = ParquetFilesDataset(filepath=str(raw)).load()
+    stored = ParquetFilesDataset(filepath=str(state / "merchant_days.parquet"), partitioning=None)
+    by_customer = nodes.partition_by_customer(None, files, stored.load(), params)
+    merchant_days = nodes.aggregate_merchant_days(by_customer, stored.load(), params)
+    merchant_snapshots = nodes.build_merchant_snapshots(merchant_days, params)
+    training_set, customer_snapshots = nodes.build_customer_features(
+        by_customer, merchant_days, params
+    )
+    for name, column, data in (
+        ("training_set", "event_date", training_set),
+        ("customer_snapshots", "run_date", customer_snapshots),
+        ("merchant_snapshots", "run_date", merchant_snapshots),
+    ):
+        RayParquetDataset(
+            filepath=str(state / name), partition_cols=[column], replace_from=night
+        ).save(data)
+    merchant_days.to_parquet(state / "merchant_days.parquet")
+
+
+def store_state(root: Path, ray_out: Path, merchant_days: pd.DataFrame, snapshots: Any) -> Path:
+    """What a full `kedro run --pipelines features` leaves for the next night."""
+    state = root / "state"
+    state.mkdir()
+    shutil.copytree(ray_out, state / "training_set")
+    merchant_days.to_parquet(state / "merchant_days.parquet")
+    for name, data in zip(("merchant_snapshots", "customer_snapshots"), snapshots, strict=True):
+        RayParquetDataset(filepath=str(state / name), partition_cols=["run_date"]).save(data)
+    return state
+
+
+def same_night(state: Path, ray_out: Path, night: str) -> int:
+    """The night's training rows equal the full build's rows of that day (to 1e-12)."""
+    ours = pd.read_parquet(state / "training_set" / f"event_date={night}")
+    full = pd.read_parquet(ray_out / f"event_date={night}")
+    ours, full = (f.sort_values("transaction_id", ignore_index=True) for f in (ours, full))
+    assert ours["transaction_id"].equals(full["transaction_id"]), "the night's rows differ"
+    a, b = ours[FEATURES].astype(float).to_numpy(), full[FEATURES].astype(float).to_numpy()
+    assert np.allclose(a, b, rtol=1e-12, atol=0, equal_nan=True), "the night's features differ"
+    return len(ours)
 
 
 def run_duckdb(raw: Path, out: Path) -> None:
@@ -218,14 +267,16 @@ def read_latency(store: Any, calls: int = 1000) -> tuple[float, float]:
 
 def main(quick: bool = False) -> None:
     startup = start_ray()
-    build_rows, online_rows = [], []
+    build_rows, night_rows, online_rows = [], [], []
     sizes = {"100k": 1_000} if quick else SIZES
     for label, n_customers in sizes.items():
         root = Path(tempfile.mkdtemp(prefix="bench-features-"))
         try:
             n = generate_raw(n_customers, root / "raw")
             with timer() as ray_t:
-                merchant_snapshots, customer_snapshots = run_ray(root / "raw", root / "ray")
+                merchant_snapshots, customer_snapshots, merchant_days = run_ray(
+                    root / "raw", root / "ray"
+                )
             with timer() as duck_t:
                 run_duckdb(root / "raw", root / "duck.parquet")
             assert compare(root / "ray", root / "duck.parquet") == n
@@ -238,6 +289,24 @@ def main(quick: bool = False) -> None:
                     ray_t["seconds"] / duck_t["seconds"],
                 ]
             )
+            state = store_state(
+                root, root / "ray", merchant_days, (merchant_snapshots, customer_snapshots)
+            )
+            night = max(
+                p.name.removeprefix("event_date=") for p in (root / "raw").glob("event_date=*")
+            )
+            with timer() as night_t:
+                run_night(root / "raw", state, night)
+            night_rows.append(
+                [
+                    label,
+                    n,
+                    same_night(state, root / "ray", night),
+                    ray_t["seconds"],
+                    night_t["seconds"],
+                    ray_t["seconds"] / night_t["seconds"],
+                ]
+            )
             for row in online(customer_snapshots, merchant_snapshots, root / "feast"):
                 online_rows.append([label, *row])
         finally:
@@ -247,6 +316,12 @@ def main(quick: bool = False) -> None:
         f"(Ray start-up {startup:.1f} s, not included; outputs compared equal)",
         ["size", "rows", "ray s", "duckdb s", "ray / duckdb"],
         build_rows,
+    )
+    print_table(
+        "one night (features.run_date = the last day) over the stored state of that full "
+        "build: training rows, snapshots, merchant days (rows of the night compared equal)",
+        ["size", "history rows", "night rows", "full build s", "night s", "full / night"],
+        night_rows,
     )
     print_table(
         "online store: materialization of the latest snapshots (rows/s), and reads (ms)",

@@ -183,7 +183,7 @@ def test_online_features_are_served_from_redis(cluster_run):
         "online_store": {"type": "redis", "connection_string": cluster_run.redis_url},
         "sources": {},
     }
-    snapshots = pd.read_parquet(root / "04_feature/merchant_snapshots.parquet")
+    snapshots = pd.read_parquet(root / "04_feature/merchant_snapshots")
     expected = fs.latest_rows(snapshots, "merchant_id").set_index("merchant_id")
     ids = expected.index.to_numpy()[:20]
     online = fs.read_online(fs.open_store(config), "merchant_snapshot", "merchant_id", ids)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from payments_ml.features import windows as fw
-from payments_ml.pipelines.features.nodes import snapshot_table
+from payments_ml.pipelines.features.nodes import snapshot_table, with_run_date
 
 DELAY = 7
 
@@ -35,7 +36,7 @@ def feast_config(root: Any, online_store: dict | None = None) -> dict[str, Any]:
         or {"type": "packed_sqlite", "path": str(root / "online_store.db")},
         "sources": {
             "customer_snapshots": str(root / "customer_snapshots"),
-            "merchant_snapshots": str(root / "merchant_snapshots.parquet"),
+            "merchant_snapshots": str(root / "merchant_snapshots"),
             "scored_transactions": str(root / "scored_transactions"),
         },
     }
@@ -57,11 +58,11 @@ def make_repo(root: Any, snapshots: dict[str, pd.DataFrame], online_type: str) -
     from payments_ml.feature_store import store as fs  # noqa: PLC0415
 
     config = feast_config(root, {"type": online_type, "path": str(root / "online_store.db")})
-    (root / "customer_snapshots").mkdir()
-    pq.write_table(
-        snapshot_table(snapshots["customer"]), root / "customer_snapshots" / "part-0.parquet"
-    )
-    snapshots["merchant"].to_parquet(root / "merchant_snapshots.parquet")
+    # Laid out as the pipeline writes them: Hive partitions by the night that wrote them.
+    for name, key in (("customer", "customer_id"), ("merchant", "merchant_id")):
+        rows = with_run_date(snapshots[name], key)
+        table = snapshot_table(rows) if name == "customer" else pa.Table.from_pandas(rows)
+        pq.write_to_dataset(table, root / f"{name}_snapshots", partition_cols=["run_date"])
     store = fs.open_store(config)
     store.apply(list(fs.definitions(config).values()))
     return {"config": config, "store": store, "root": root}

@@ -1,5 +1,6 @@
 """Kedro datasets the catalog needs that kedro-datasets lacks."""
 
+from payments_ml.datasets.parquet_files import ParquetFilesDataset
 from payments_ml.datasets.ray_dataset import RayParquetDataset, arrow_schema, to_pandas
 
-__all__ = ["RayParquetDataset", "arrow_schema", "to_pandas"]
+__all__ = ["ParquetFilesDataset", "RayParquetDataset", "arrow_schema", "to_pandas"]

@@ -19,6 +19,7 @@ import ray
 from kedro.io import AbstractDataset, DatasetError
 from kedro.io.core import get_protocol_and_path
 from ray.data.dataset import MaterializedDataset
+from ray.data.datasource import FilenameProvider
 
 from payments_ml.config import absolute_path
 
@@ -32,8 +33,9 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
 
     Writes go to a staging folder first and are then swapped in, so a failed write never
     leaves a half-written dataset. With ``replace_partitions`` only the named partitions
-    of the first partition column are replaced (the daily re-run of one day); the rest of
-    the dataset is left untouched.
+    of the first partition column are replaced (the daily re-run of one day); with
+    ``replace_from`` that partition and every later one (a night and the nights after it,
+    recomputed together); the rest of the dataset is left untouched.
 
     Example catalog entry::
 
@@ -50,6 +52,7 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
         filepath: str,
         partition_cols: list[str] | None = None,
         replace_partitions: str | Iterable[str] | None = None,
+        replace_from: str | None = None,
         load_args: dict[str, Any] | None = None,
         save_args: dict[str, Any] | None = None,
         fs_args: dict[str, Any] | None = None,
@@ -62,6 +65,8 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
             partition_cols: Hive partition columns, outermost first.
             replace_partitions: Values of the first partition column to replace on save;
                 ``None`` replaces the whole dataset.
+            replace_from: A value of the first partition column: on save, the partitions
+                from it on (in string order: ISO dates) are replaced, earlier ones kept.
             load_args: Extra arguments of ``ray.data.read_parquet``.
             save_args: Extra arguments of ``ray.data.Dataset.write_parquet``.
             fs_args: Arguments of the fsspec filesystem.
@@ -75,10 +80,14 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
         if isinstance(replace_partitions, str):
             replace_partitions = [replace_partitions]
         self._replace = None if replace_partitions is None else [str(p) for p in replace_partitions]
-        if self._replace is not None and not self._partition_cols:
+        self._replace_from = None if replace_from is None else str(replace_from)
+        if (self._replace is not None or self._replace_from) and not self._partition_cols:
             raise DatasetError(
-                f"replace_partitions={self._replace} needs partition_cols for {filepath}"
+                f"replacing partitions ({self._replace or self._replace_from}) needs "
+                f"partition_cols for {filepath}"
             )
+        if self._replace is not None and self._replace_from is not None:
+            raise DatasetError(f"{filepath}: set replace_partitions or replace_from, not both")
         self._load_args = dict(load_args or {})
         self._save_args = dict(save_args or {})
         self.metadata = metadata
@@ -111,7 +120,7 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
         try:
             self._write(data, staging)
             self._write_schema(data, staging)
-            if self._replace is None:
+            if self._replace is None and self._replace_from is None:
                 self._swap_all(staging)
             else:
                 self._swap_partitions(staging)
@@ -131,7 +140,14 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
             ]
             rows = sum(ray.get(tasks))
         else:
-            args = {"partition_cols": self._partition_cols or None} | self._save_args
+            # File names from the task's position, not a random id: rewriting the same
+            # data gives the same files (a rerun of a night changes no byte). The staging
+            # folder is new, so the write may own it (Ray asks for OVERWRITE then).
+            args = {
+                "partition_cols": self._partition_cols or None,
+                "filename_provider": _PartFiles(),
+                "mode": ray.data.SaveMode.OVERWRITE,
+            } | self._save_args
             data.write_parquet(self._uri(folder), **args)
             rows = None
         self._fs.makedirs(folder, exist_ok=True)
@@ -156,13 +172,19 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
     def _swap_partitions(self, staging: str) -> None:
         column = self._partition_cols[0]
         written = {PurePosixPath(p).name for p in self._fs.ls(staging, detail=False)}
-        wanted = {f"{column}={value}" for value in self._replace}
-        stray = {w for w in written if w.startswith(f"{column}=")} - wanted
+        partitions = {w for w in written if w.startswith(f"{column}=")}
+        if self._replace_from is None:
+            wanted = {f"{column}={value}" for value in self._replace}
+            what = f"only {sorted(wanted)} were to be replaced"
+        else:
+            existing = self._partitions(column) | partitions
+            wanted = {p for p in existing if p.split("=", 1)[1] >= self._replace_from}
+            what = f"only {column} >= {self._replace_from} was to be replaced"
+        stray = partitions - wanted
         if stray:
             raise DatasetError(
-                f"Refusing to write {sorted(stray)} to {self._uri(self._path)}: only "
-                f"{sorted(wanted)} were to be replaced. Fix the producing node or clear "
-                "replace_partitions to rewrite the whole dataset."
+                f"Refusing to write {sorted(stray)} to {self._uri(self._path)}: {what}. "
+                "Fix the producing node, or clear the replacement to rewrite the whole dataset."
             )
         self._fs.makedirs(self._path, exist_ok=True)
         for name in sorted(wanted):
@@ -174,6 +196,12 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
         if _SCHEMA_FILE in written:
             self._fs.mv(f"{staging}/{_SCHEMA_FILE}", f"{self._path}/{_SCHEMA_FILE}")
         logger.info("Replaced partitions %s of %s", sorted(wanted), self._uri(self._path))
+
+    def _partitions(self, column: str) -> set[str]:
+        if not self._fs.exists(self._path):
+            return set()
+        names = (PurePosixPath(p).name for p in self._fs.ls(self._path, detail=False))
+        return {name for name in names if name.startswith(f"{column}=")}
 
     def _data_files(self) -> list[str]:
         if not self._fs.exists(self._path):
@@ -192,9 +220,17 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
             "filepath": self._uri(self._path),
             "partition_cols": self._partition_cols,
             "replace_partitions": self._replace,
+            "replace_from": self._replace_from,
             "load_args": self._load_args,
             "save_args": self._save_args,
         }
+
+
+class _PartFiles(FilenameProvider):
+    """``part-00000.parquet``, numbered by write task (the order of the blocks)."""
+
+    def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+        return f"part-{task_index:05d}.parquet"
 
 
 def write_parquet_block(table: pa.Table, folder: str, partition_cols: list[str], name: str) -> int:
@@ -223,6 +259,8 @@ def arrow_schema(schema: Any) -> pa.Schema:
     Ray reports Arrow types for Arrow blocks; for pandas blocks its ``Schema.types``
     gives ``None`` for tz-aware timestamps, so the block schema's dtypes are used.
     """
+    if isinstance(schema, pa.Schema):
+        return schema
     types = getattr(schema.base_schema, "types", None) or schema.types
     return pa.schema([(n, _arrow_type(t)) for n, t in zip(schema.names, types, strict=True)])
 

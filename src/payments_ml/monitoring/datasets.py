@@ -2,8 +2,8 @@
 
 - :class:`AlertLogDataset`: the append-only JSON-lines alert log; saving appends.
 - :class:`JSONStateDataset`: a small JSON memory between runs; empty before the first.
-- :class:`ParquetLogDataset`: a Parquet folder someone else writes (the scorer's log),
-  opened lazily as a ``pyarrow.dataset.Dataset``; ``None`` while nothing is written.
+- :class:`ParquetLogDataset`: the scorer's log, opened lazily
+  (:class:`payments_ml.datasets.ParquetFilesDataset` under its earlier name).
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import fsspec
-import pyarrow.dataset as pads
 from kedro.io import AbstractDataset, DatasetError
-from kedro.io.core import get_protocol_and_path
 
+from payments_ml.datasets.parquet_files import ParquetFilesDataset
 from payments_ml.monitoring.alerts import append_alerts, read_alerts
+
+ParquetLogDataset = ParquetFilesDataset  # the name catalogs used first
 
 
 class AlertLogDataset(AbstractDataset[list[dict[str, Any]], list[dict[str, Any]]]):
@@ -101,76 +102,3 @@ class JSONStateDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": self._filepath}
-
-
-class ParquetLogDataset(AbstractDataset[None, "pads.Dataset | None"]):
-    """A Hive-partitioned Parquet folder written outside Kedro, read lazily.
-
-    ``load`` opens the files without reading their data (a ``pyarrow.dataset.Dataset``:
-    the node reads the columns and rows it needs) and returns ``None`` when the folder
-    is missing or holds no Parquet file yet. A file the producer is still writing (no
-    Parquet footer yet) is left out. Read-only.
-    """
-
-    def __init__(
-        self,
-        *,
-        filepath: str,
-        partitioning: str | None = "hive",
-        fs_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Create the dataset.
-
-        Args:
-            filepath: The folder (local or fsspec URL).
-            partitioning: ``hive`` (``event_date=YYYY-MM-DD`` folders) or None.
-            fs_args: Arguments of the fsspec file system.
-            metadata: Free-form metadata (Kedro-Viz shows it).
-        """
-        protocol, path = get_protocol_and_path(filepath)
-        self._filepath = filepath
-        self._fs = fsspec.filesystem(protocol, **(fs_args or {}))
-        self._path = self._fs._strip_protocol(path)  # local: absolute
-        self._partitioning = partitioning
-        self.metadata = metadata
-
-    def load(self) -> pads.Dataset | None:
-        """The log as a lazy Arrow dataset, or None while it holds no data."""
-        files = self._files()
-        if not files:
-            return None
-        return pads.dataset(
-            files,
-            format="parquet",
-            partitioning=self._partitioning,
-            partition_base_dir=self._path,
-            filesystem=self._fs,
-            # One footer read per file (measured 0.9 s for 2 000 files, reading included).
-            exclude_invalid_files=True,
-        )
-
-    def save(self, data: Any) -> None:
-        """Refused: the log is written by its producer (the scorer), not by Kedro."""
-        raise DatasetError(
-            f"{self._filepath} is read-only in Kedro: the scorer writes it; no node may output it"
-        )
-
-    def _files(self) -> list[str]:
-        if not self._fs.exists(self._path):
-            return []
-        return sorted(
-            f
-            for f in self._fs.find(self._path)
-            if f.endswith(".parquet")
-            and not any(
-                part.startswith(("_", "."))
-                for part in PurePosixPath(f).relative_to(self._path).parts
-            )
-        )
-
-    def _exists(self) -> bool:
-        return bool(self._files())
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": self._filepath, "partitioning": self._partitioning}

@@ -7,6 +7,7 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from payments_ml.datasets import ParquetFilesDataset
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import FEATURES, TRAINING_SET_COLUMNS
 from payments_ml.pipelines.features import create_pipeline
@@ -18,13 +19,16 @@ DELAY = 7
 
 
 @pytest.fixture(scope="module")
-def outputs(ray_session, generated_transactions) -> dict[str, pd.DataFrame]:
+def outputs(ray_session, generated_transactions, tmp_path_factory) -> dict[str, pd.DataFrame]:
+    nothing = tmp_path_factory.mktemp("nothing_stored")  # a full build reads no stored state
     catalog = DataCatalog(
         {
             "raw_transactions": MemoryDataset(
                 ray_session.data.from_pandas(generated_transactions, override_num_blocks=6),
                 copy_mode="assign",
             ),
+            "raw_transaction_files": ParquetFilesDataset(filepath=str(nothing / "raw")),
+            "stored_merchant_days": ParquetFilesDataset(filepath=str(nothing / "days")),
             "params:features": MemoryDataset({"label_delay_days": DELAY, "partitions": 3}),
             "training_set@ray": MemoryDataset(copy_mode="assign"),
             "customer_snapshots": MemoryDataset(copy_mode="assign"),
@@ -40,7 +44,7 @@ def outputs(ray_session, generated_transactions) -> dict[str, pd.DataFrame]:
     return {
         "training_set": catalog.load("training_set@ray").to_pandas(),
         "customer_snapshots": catalog.load("customer_snapshots").to_pandas(),
-        "merchant_snapshots": catalog.load("merchant_snapshots"),
+        "merchant_snapshots": catalog.load("merchant_snapshots").to_pandas(),
     }
 
 
@@ -82,7 +86,7 @@ def test_a_negative_label_delay_is_refused(ray_session):
     from payments_ml.pipelines.features.nodes import aggregate_merchant_days  # noqa: PLC0415
 
     with pytest.raises(ValueError, match="features.label_delay_days must be >= 0, got -1"):
-        aggregate_merchant_days(ray_session.data.range(1), {"label_delay_days": -1})
+        aggregate_merchant_days(ray_session.data.range(1), None, {"label_delay_days": -1})
 
 
 @pytest.mark.parametrize(
@@ -100,4 +104,4 @@ def test_a_bad_source_fails_naming_the_column(ray_session, generated_transaction
 
     source = ray_session.data.from_pandas(change(generated_transactions.head(100)))
     with pytest.raises(ValueError, match=message):
-        partition_by_customer(source, {"partitions": 2})
+        partition_by_customer(source, None, None, {"partitions": 2})

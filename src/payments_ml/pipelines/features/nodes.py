@@ -1,4 +1,15 @@
-"""Nodes of the features pipeline: one shuffle by customer, then vectorised work per partition."""
+"""Nodes of the features pipeline: one shuffle by customer, then vectorised work per partition.
+
+Without ``features.run_date`` the nodes build everything from the whole history. With
+``run_date=D`` they build what the night of D adds: D's training rows, the snapshot rows
+that D's run writes, and the online rows, from the raw days the windows still need
+(D - 30 .. D), each customer's last transaction before them, and the stored merchant days.
+Every snapshot row has a ``run_date`` (the night that writes it: the day before its
+``snapshot_ts``, or its own day for an entity's first row), so a night's output is one
+partition of each dataset, and a rerun replaces exactly what it wrote. A night before the
+last one built (a corrected day) is recomputed with every later night, which depend on
+it; a night after a gap is refused, naming the nights to build first.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +21,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import ray
 
 from payments_ml.contracts import ARROW_TYPES
 from payments_ml.datasets import arrow_schema, to_pandas
 from payments_ml.datasets.shuffle import concat_tables, customer_groups, shuffle
 from payments_ml.features import windows as fw
-from payments_ml.features.definitions import KEY_COLUMNS, LABEL_COLUMNS
+from payments_ml.features.definitions import KEY_COLUMNS, LABEL_COLUMNS, WINDOW_DAYS
 from payments_ml.structured_logging import partition_scope
 
 logger = logging.getLogger(__name__)
@@ -25,24 +37,132 @@ _INPUT_COLUMNS = [*KEY_COLUMNS, *LABEL_COLUMNS]  # what the feature code reads
 
 
 def partition_by_customer(
-    transactions: ray.data.Dataset, params: dict[str, Any]
+    transactions: ray.data.Dataset,
+    transaction_files: pads.Dataset | None,
+    stored_merchant_days: pads.Dataset | None,
+    params: dict[str, Any],
 ) -> ray.data.Dataset:
     """Hash-partition the transactions by customer: one block per partition, histories whole.
 
     The window features need each customer's whole history in one batch: one shuffle
     (`payments_ml.datasets.shuffle`), then one task per partition concatenates its
     pieces. The result stays in the object store for both uses downstream.
-    Partitions: ``features.partitions``, or 2 per cluster CPU.
+    Partitions: ``features.partitions``, or 2 per cluster CPU. With ``run_date`` only the
+    rows the nights need are read (:func:`night_rows`), from ``transaction_files`` (the
+    same folder, opened lazily).
     """
-    _check_source(transactions.schema())
     partitions = int(
         params.get("partitions") or 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
     )
-    blocks = transactions.select_columns(_INPUT_COLUMNS).to_arrow_refs()
+    run_day = run_day_of(params)
+    if run_day is None:
+        _check_source(transactions.schema())
+        blocks = transactions.select_columns(_INPUT_COLUMNS).to_arrow_refs()
+    else:
+        if transaction_files is None:
+            raise ValueError(
+                "raw_transactions is empty: run `kedro run --pipelines data_gen` first"
+            )
+        _check_source(transaction_files.schema)
+        last = last_night(run_day, _stored_merchant_days(stored_merchant_days))
+        blocks = [ray.put(night_rows(transaction_files, run_day, last))]
     logger.info("Shuffling %d blocks into %d customer partitions", len(blocks), partitions)
     pieces = shuffle(blocks, customer_groups, partitions, name="split_by_customer")
     concat = concat_tables.options(name="concat_customer_partition")
     return ray.data.from_arrow_refs([concat.remote(*part) for part in pieces])
+
+
+def run_day_of(params: dict[str, Any]) -> int | None:
+    """``features.run_date`` as a day number (None: the full build)."""
+    value = params.get("run_date")
+    if not value:
+        return None
+    try:
+        return int(pd.Timestamp(str(value), tz="UTC").value // fw.NS_DAY)
+    except ValueError as error:
+        raise ValueError(f"features.run_date must be YYYY-MM-DD, got {value!r}") from error
+
+
+def last_night(run_day: int, stored: pd.DataFrame) -> int:
+    """The last night to build with ``run_day``: itself, or the last night already built
+    when ``run_day`` comes before it (the later nights depend on it and are rebuilt)."""
+    built = int(stored["day"].max())
+    if run_day > built + 1:
+        raise ValueError(
+            f"features.run_date={_iso(run_day)}: the last night built is {_iso(built)}; "
+            f"build the nights {_iso(built + 1)}..{_iso(run_day - 1)} first, in order "
+            "(`--params features.run_date=...`), or rebuild everything without run_date"
+        )
+    if run_day < built:
+        logger.warning(
+            "Night %s comes before the last one built (%s): nights %s..%s are rebuilt",
+            _iso(run_day),
+            _iso(built),
+            _iso(run_day),
+            _iso(built),
+        )
+    return max(run_day, built)
+
+
+def night_rows(files: pads.Dataset, first_night: int, last_night: int) -> pa.Table:
+    """What the nights ``first_night..last_night`` need of the raw transactions: the rows
+    of days ``first_night - 30 .. last_night`` of the customers they write rows for (those
+    active on those days, and those whose snapshot changes the midnight after), plus, for
+    the customers active on those days, a stand-in for their last transaction before
+    (its time: the only thing the windows take from further back).
+    """
+    first = first_night - max(WINDOW_DAYS)
+    in_days = (pc.field("event_date") >= _iso(first)) & (pc.field("event_date") <= _iso(last_night))
+    window = files.to_table(columns=_INPUT_COLUMNS, filter=in_days)
+    day = fw.day_of(fw.to_ns(window["event_timestamp"].to_numpy()))
+    if not (day == first_night).any():
+        raise ValueError(
+            f"no transactions on {_iso(first_night)} in raw_transactions: generate or ingest "
+            "that day first (`kedro run --pipelines data_gen --params data_gen.run_date=...`)"
+        )
+    # Snapshot rows of a night come from these days before it (customer_snapshot_rows).
+    offsets = sorted({1, 2, *(w + 1 for w in WINDOW_DAYS)})
+    changing = {n + 1 - o for n in range(first_night, last_night + 1) for o in offsets}
+    nights = (day >= first_night) & (day <= last_night)
+    customers = window["customer_id"].to_numpy()
+    wanted = np.unique(customers[nights | np.isin(day, list(changing))])
+    rows = window.filter(pc.is_in(window["customer_id"], pa.array(wanted)))
+    active = np.unique(customers[nights])
+    return pa.concat_tables([rows, _last_before(files, first, active, rows.schema)])
+
+
+def _last_before(
+    files: pads.Dataset, first_day: int, customers: np.ndarray, schema: pa.Schema
+) -> pa.Table:
+    """One stand-in row per customer of ``customers`` with transactions before
+    ``first_day``: at the time of their latest, with no amount, label or merchant (it
+    falls outside every window; only its time reaches ``seconds_since_last_customer_tx``)."""
+    before = files.to_table(
+        columns=["customer_id", "event_timestamp"],
+        filter=(pc.field("event_date") < _iso(first_day))
+        & pc.field("customer_id").isin(pa.array(customers)),
+    )
+    last = before.group_by("customer_id").aggregate([("event_timestamp", "max")])
+    n = last.num_rows
+    ids = last["customer_id"]
+    stamps = last["event_timestamp_max"].cast(schema.field("event_timestamp").type)
+    columns = {
+        "transaction_id": pc.binary_join_element_wise(
+            "last-before-", pc.cast(ids, pa.string()), ""
+        ),
+        "event_timestamp": stamps,
+        "customer_id": ids,
+        "card_id": ids,
+        "merchant_id": pa.array(np.full(n, -1, np.int64)),
+        "amount": pa.array(np.zeros(n)),
+        "is_fraud": pa.array(np.zeros(n, bool)),
+        "label_available_at": stamps,
+    }
+    return pa.table({f.name: columns[f.name].cast(f.type) for f in schema}, schema=schema)
+
+
+def _iso(day: int) -> str:
+    return str(pd.Timestamp(day * fw.NS_DAY, tz="UTC").date())
 
 
 def _check_source(schema: Any) -> None:
@@ -72,32 +192,60 @@ def _check_source(schema: Any) -> None:
 
 
 def aggregate_merchant_days(
-    transactions_by_customer: ray.data.Dataset, params: dict[str, Any]
+    transactions_by_customer: ray.data.Dataset,
+    stored_merchant_days: pads.Dataset | None,
+    params: dict[str, Any],
 ) -> pd.DataFrame:
-    """Per merchant and day: transactions and frauds reported in time (small: collected)."""
+    """Per merchant and day: transactions and frauds reported in time (small: collected).
+
+    With ``run_date``: the stored merchant days, with that day's and the later ones
+    recomputed.
+    """
     delay = _label_delay(params)
+    run_day = run_day_of(params)
     partial = transactions_by_customer.map_batches(
         _merchant_daily,
         batch_format="pyarrow",
         batch_size=None,
-        fn_kwargs={"label_delay_days": delay},
+        fn_kwargs={"label_delay_days": delay, "run_day": run_day},
     )
     # A merchant's day is spread over the customer partitions: add the partial counts up.
     daily = to_pandas(partial).groupby(["merchant_id", "day"], as_index=False, sort=True)
     daily = daily[["tx_count", "fraud_count"]].sum()
+    if run_day is not None:
+        stored = _stored_merchant_days(stored_merchant_days)
+        daily = pd.concat([stored[stored["day"] < run_day], daily], ignore_index=True)
+        daily = daily.sort_values(["merchant_id", "day"], ignore_index=True)
     logger.info(
         "Merchant days: %d rows for %d merchants", len(daily), daily["merchant_id"].nunique()
     )
     return daily
 
 
-def build_merchant_snapshots(merchant_days: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
-    """Merchant snapshot rows (Feast batch source), up to the day after the last data day."""
-    rows = fw.merchant_snapshot_rows(
-        merchant_days, _label_delay(params), _snapshot_end(merchant_days)
+def _stored_merchant_days(files: pads.Dataset | None) -> pd.DataFrame:
+    if files is None:
+        raise ValueError(
+            "features.run_date builds one night on top of the stored state, and there is "
+            "none yet: run the full build first (`kedro run --pipelines features`)"
+        )
+    table = files.to_table(columns=["merchant_id", "day", "tx_count", "fraud_count"])
+    return table.to_pandas()
+
+
+def build_merchant_snapshots(
+    merchant_days: pd.DataFrame, params: dict[str, Any]
+) -> ray.data.Dataset:
+    """Merchant snapshot rows (Feast batch source), up to the day after the last data day
+    (with ``run_date``: the rows that night, and the nights after it, write)."""
+    rows = with_run_date(
+        fw.merchant_snapshot_rows(
+            merchant_days, _label_delay(params), _snapshot_end(merchant_days)
+        ),
+        "merchant_id",
     )
+    rows = _from_night(rows, "run_date", run_day_of(params))
     logger.info("Merchant snapshots: %d rows", len(rows))
-    return rows
+    return ray.data.from_pandas(rows)
 
 
 def build_customer_features(
@@ -105,33 +253,66 @@ def build_customer_features(
     merchant_days: pd.DataFrame,
     params: dict[str, Any],
 ) -> tuple[ray.data.Dataset, ray.data.Dataset]:
-    """Training rows and customer snapshot rows, vectorised per customer partition.
+    """Training rows and customer snapshot rows, vectorised per customer partition (with
+    ``run_date``: that day's training rows and the snapshot rows that night writes).
 
     Returns:
         ``(training_set, customer_snapshots)`` as lazy Datasets over the partitions.
     """
     delay = _label_delay(params)
+    run_day = run_day_of(params)
     until = _snapshot_end(merchant_days)
     merchants_ref = ray.put(merchant_days)
     # Arrow batches converted by pyarrow give the feature code plain numpy dtypes.
     whole = {"batch_format": "pyarrow", "batch_size": None}
     training_set = transactions_by_customer.map_batches(
         _training_rows,
-        fn_kwargs={"merchant_days": merchants_ref, "label_delay_days": delay},
+        fn_kwargs={"merchant_days": merchants_ref, "label_delay_days": delay, "run_day": run_day},
         **whole,
     )
     snapshots = transactions_by_customer.map_batches(
-        _customer_snapshots, fn_kwargs={"until_day": until}, **whole
+        _customer_snapshots, fn_kwargs={"until_day": until, "run_day": run_day}, **whole
     )
     return training_set, snapshots
 
 
-def _merchant_daily(batch: pa.Table, label_delay_days: int) -> pd.DataFrame:
+def with_run_date(rows: pd.DataFrame, entity: str) -> pd.DataFrame:
+    """Snapshot rows with ``run_date``, the night that writes each: the day before its
+    ``snapshot_ts`` (the night after the transactions it adds), or, for an entity's first
+    row (empty windows, at its first day), that day."""
+    day = fw.day_of(fw.to_ns(rows["snapshot_ts"]))
+    first = pd.Series(day).groupby(rows[entity].to_numpy()).transform("min").to_numpy()
+    run_day = np.where(day == first, day, day - 1)
+    dates = pd.to_datetime(run_day, unit="D").strftime("%Y-%m-%d")
+    return rows.assign(run_date=np.asarray(dates, dtype=object))
+
+
+def _from_night(rows: Any, column: str, run_day: int | None) -> Any:
+    """Rows (pandas or Arrow) whose ``column`` (ISO date) is ``run_day`` or later: what
+    the nights from ``run_day`` on write (everything for the full build)."""
+    if run_day is None:
+        return rows
+    if isinstance(rows, pa.Table):
+        return rows.filter(pc.greater_equal(rows[column], _iso(run_day)))
+    return rows[rows[column] >= _iso(run_day)].reset_index(drop=True)
+
+
+def _day_rows(batch: pa.Table, run_day: int | None) -> pa.Table:
+    """The batch's rows of ``run_day`` and later (all of them for the full build)."""
+    if run_day is None:
+        return batch
+    day = fw.day_of(fw.to_ns(batch["event_timestamp"].to_numpy()))
+    return batch.filter(pa.array(day >= run_day))
+
+
+def _merchant_daily(batch: pa.Table, label_delay_days: int, run_day: int | None) -> pd.DataFrame:
     with partition_scope(merchant_id=_id_range(batch, "merchant_id")):
-        return fw.merchant_daily(batch.to_pandas(), label_delay_days)
+        return fw.merchant_daily(_day_rows(batch, run_day).to_pandas(), label_delay_days)
 
 
-def _training_rows(batch: pa.Table, merchant_days: Any, label_delay_days: int) -> pd.DataFrame:
+def _training_rows(
+    batch: pa.Table, merchant_days: Any, label_delay_days: int, run_day: int | None
+) -> pd.DataFrame:
     with partition_scope(customer_id=_id_range(batch, "customer_id")):
         merchants = (
             ray.get(merchant_days) if isinstance(merchant_days, ray.ObjectRef) else merchant_days
@@ -140,14 +321,15 @@ def _training_rows(batch: pa.Table, merchant_days: Any, label_delay_days: int) -
         ns = fw.to_ns(rows["event_timestamp"])
         # The partition column of the model input (Hive): the UTC date of the transaction.
         rows["event_date"] = pd.to_datetime(fw.day_of(ns), unit="D").strftime("%Y-%m-%d")
-        return rows
+        # With run_date, the nights' rows; the earlier ones only fed their windows.
+        return _from_night(rows, "event_date", run_day)
 
 
-def _customer_snapshots(batch: pa.Table, until_day: int | None) -> pa.Table:
+def _customer_snapshots(batch: pa.Table, until_day: int | None, run_day: int | None) -> pa.Table:
     with partition_scope(customer_id=_id_range(batch, "customer_id")):
-        return snapshot_table(
-            fw.customer_snapshot_rows(fw.customer_daily(batch.to_pandas()), until_day)
-        )
+        daily = fw.customer_daily(batch.to_pandas())
+        rows = with_run_date(fw.customer_snapshot_rows(daily, until_day), "customer_id")
+        return snapshot_table(_from_night(rows, "run_date", run_day))
 
 
 def _id_range(batch: pa.Table, column: str) -> str:
@@ -197,10 +379,11 @@ def apply_feature_store(
 def materialize_online(
     feast: dict[str, Any],
     customer_snapshots: ray.data.Dataset,
-    merchant_snapshots: pd.DataFrame,
+    merchant_snapshots: ray.data.Dataset | pd.DataFrame,
     applied: dict[str, Any],
 ) -> dict[str, Any]:
-    """Write every entity's latest snapshot into the online store; returns rows and rows/s."""
+    """Write every entity's latest snapshot row into the online store (the night's rows,
+    with ``run_date``: an entity without one keeps what it has); returns rows and rows/s."""
     from payments_ml.feature_store import store as fs  # noqa: PLC0415
 
     feature_store = fs.open_store(feast)
@@ -208,25 +391,28 @@ def materialize_online(
         _latest_customer_rows, batch_format="pyarrow", batch_size=None
     )
     customers = to_pandas(latest)
+    if isinstance(merchant_snapshots, ray.data.Dataset):
+        merchant_snapshots = to_pandas(merchant_snapshots)
     report: dict[str, Any] = {"online_store": feast["online_store"]["type"]}
     for view_name, rows, key in (
         ("customer_snapshot", fs.latest_rows(customers, "customer_id"), "customer_id"),
         ("merchant_snapshot", fs.latest_rows(merchant_snapshots, "merchant_id"), "merchant_id"),
     ):
         start = time.perf_counter()
-        written = fs.write_online(feature_store, feature_store.get_feature_view(view_name), rows)
+        view = feature_store.get_feature_view(view_name)
+        written = fs.write_online(feature_store, view, rows) if len(rows) else 0
         seconds = time.perf_counter() - start
         report[view_name] = {
             "rows": written,
             "seconds": round(seconds, 3),
-            "rows_per_s": round(written / seconds),
+            "rows_per_s": round(written / seconds) if seconds else 0,
         }
         logger.info(
             "Online store: %d %s rows in %.2f s (%.0f rows/s)",
             written,
             key,
             seconds,
-            written / seconds,
+            written / seconds if seconds else 0,
         )
     return report
 

@@ -6,18 +6,25 @@ from payments_ml.pipelines.features import nodes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Shuffle by customer once; merchant days, snapshots and training rows; then Feast."""
+    """Shuffle by customer once; merchant days, snapshots and training rows; then Feast.
+
+    ``--params features.run_date=YYYY-MM-DD`` builds that night only (nodes.py)."""
     return Pipeline(
         [
             Node(
                 nodes.partition_by_customer,
-                ["raw_transactions", "params:features"],
+                [
+                    "raw_transactions",
+                    "raw_transaction_files",
+                    "stored_merchant_days",
+                    "params:features",
+                ],
                 "transactions_by_customer",
                 name="partition_by_customer_node",
             ),
             Node(
                 nodes.aggregate_merchant_days,
-                ["transactions_by_customer", "params:features"],
+                ["transactions_by_customer", "stored_merchant_days", "params:features"],
                 "merchant_days",
                 name="aggregate_merchant_days_node",
             ),
