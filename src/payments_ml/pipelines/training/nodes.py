@@ -297,7 +297,6 @@ def evaluate_models(
         k,
         values[f"baseline_card_precision_at_{k}"],
     )
-    gains = fraud_model.booster.feature_importance(importance_type="gain")
     report = {
         "metrics": {name: round(value, 6) for name, value in values.items()},
         # What a perfect ranking would reach: few cards are defrauded on a given day.
@@ -305,20 +304,26 @@ def evaluate_models(
         "thresholds": fraud_model.thresholds,
         "test_rows": len(test),
         "test_frauds": int(labels.sum()),
-        "test_rows_dropped_known_defrauded": training_split["test_rows_of_known_defrauded_cards"],
-        "test_share_dropped_known_defrauded": training_split.get(
-            "test_share_of_known_defrauded_cards"
-        ),
-        "known_fraud_lookback_days": training_split.get("known_fraud_lookback_days"),
-        "feature_importance_gain": dict(
-            sorted(
-                zip(fraud_model.features, gains.round(2).tolist(), strict=True),
-                key=lambda item: -item[1],
-            )
-        ),
+        **_test_set_rule(training_split),
+        "feature_importance_gain": _importance(fraud_model),
     }
     mlflow_metrics = {name: {"value": value, "step": 0} for name, value in values.items()}
     return mlflow_metrics, report
+
+
+def _test_set_rule(split: dict[str, Any]) -> dict[str, Any]:
+    """What the known-defrauded-card rule dropped from the test window."""
+    return {
+        "test_rows_dropped_known_defrauded": split["test_rows_of_known_defrauded_cards"],
+        "test_share_dropped_known_defrauded": split.get("test_share_of_known_defrauded_cards"),
+        "known_fraud_lookback_days": split.get("known_fraud_lookback_days"),
+    }
+
+
+def _importance(fraud_model: FraudModel) -> dict[str, float]:
+    gains = fraud_model.booster.feature_importance(importance_type="gain")
+    pairs = zip(fraud_model.features, gains.round(2).tolist(), strict=True)
+    return dict(sorted(pairs, key=lambda item: -item[1]))
 
 
 def plot_evaluation(

@@ -4,6 +4,9 @@ from kedro.pipeline import Node, Pipeline
 
 from payments_ml.pipelines.training import nodes
 
+# What the nodes after the split read besides their rows: its windows and the parameters.
+SPLIT_AND_PARAMS = ["training_split", "params:training"]
+
 
 def create_pipeline(**kwargs) -> Pipeline:
     """The training stage: `kedro run --pipelines training`."""
@@ -23,13 +26,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=nodes.train_model,
-                inputs=[
-                    "train_rows",
-                    "valid_rows",
-                    "best_hyperparameters",
-                    "training_split",
-                    "params:training",
-                ],
+                inputs=["train_rows", "valid_rows", "best_hyperparameters", *SPLIT_AND_PARAMS],
                 outputs="fraud_model",
                 name="train_model_node",
             ),
@@ -41,13 +38,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=nodes.evaluate_models,
-                inputs=[
-                    "fraud_model",
-                    "baseline_model",
-                    "test_rows",
-                    "training_split",
-                    "params:training",
-                ],
+                inputs=["fraud_model", "baseline_model", "test_rows", *SPLIT_AND_PARAMS],
                 outputs=["training_metrics", "evaluation_report"],
                 name="evaluate_models_node",
             ),
