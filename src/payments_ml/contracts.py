@@ -82,18 +82,17 @@ TRANSACTION_SCHEMA = pa.DataFrameSchema(
 )
 
 
-# The contract's columns (docs/design.md, "Data contract"), in its order.
-CONTRACT_COLUMNS = (
+# The columns of a transaction as it is scored (what a request carries).
+KEY_COLUMNS = (
     "transaction_id",
     "event_timestamp",
     "customer_id",
     "card_id",
     "merchant_id",
     "amount",
-    "is_fraud",
-    "fraud_scenario",
-    "label_available_at",
 )
+# The contract's columns (docs/design.md, "Data contract"), in its order.
+CONTRACT_COLUMNS = (*KEY_COLUMNS, "is_fraud", "fraud_scenario", "label_available_at")
 
 # Arrow types of the contract's columns: fixed so that every Parquet file of a dataset
 # has the same schema (an all-null column would otherwise be written as type null).

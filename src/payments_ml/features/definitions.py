@@ -5,6 +5,8 @@ What each feature means: docs/design.md, "Feature semantics".
 
 from __future__ import annotations
 
+from payments_ml import contracts
+
 WINDOW_DAYS = (1, 7, 30)
 
 CUSTOMER_FEATURES = [
@@ -32,14 +34,7 @@ FEATURE_DEFAULTS: dict[str, float | None] = {
     for name in FEATURES
 }
 
-KEY_COLUMNS = [
-    "transaction_id",
-    "event_timestamp",
-    "customer_id",
-    "card_id",
-    "merchant_id",
-    "amount",
-]
+KEY_COLUMNS = list(contracts.KEY_COLUMNS)
 LABEL_COLUMNS = ["is_fraud", "label_available_at"]
 TRAINING_SET_COLUMNS = [*KEY_COLUMNS, *LABEL_COLUMNS, *FEATURES]
 
