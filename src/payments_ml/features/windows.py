@@ -324,15 +324,21 @@ def merchant_snapshot(
 
 
 def feature_rows(
-    tx: pd.DataFrame, merchant_days: pd.DataFrame, label_delay_days: int
+    tx: pd.DataFrame,
+    merchant_days: pd.DataFrame,
+    label_delay_days: int,
+    from_day: int | None = None,
 ) -> pd.DataFrame:
     """Every feature, as of each transaction, for customers whose whole history is in ``tx``.
 
     Args:
-        tx: Transactions of the contract; each customer's history complete.
+        tx: Transactions of the contract; each customer's history complete (or, with
+            ``from_day``, as far back as the windows reach).
         merchant_days: :func:`merchant_daily` of *all* transactions (merchants are shared
             across customer partitions).
         label_delay_days: ``d`` of the merchant windows.
+        from_day: Rows only for the transactions of this day and later; the earlier ones
+            only feed their windows (a night's build).
 
     Returns:
         The model-input columns of docs/design.md ("Feature semantics"), one row per
@@ -341,7 +347,11 @@ def feature_rows(
     cust = tx["customer_id"].to_numpy(np.int64)
     ns = to_ns(tx["event_timestamp"])
     day = day_of(ns)
-    snapshot = customer_snapshot(customer_daily(tx), cust, day)
+    daily = customer_daily(tx)
+    if from_day is not None:
+        tx = tx[day >= from_day]
+        cust, ns, day = cust[day >= from_day], ns[day >= from_day], day[day >= from_day]
+    snapshot = customer_snapshot(daily, cust, day)
     customer = customer_window_features(cust, ns, snapshot, tx)
     merchant = merchant_snapshot(
         merchant_days, tx["merchant_id"].to_numpy(np.int64), day, label_delay_days
@@ -353,18 +363,24 @@ def feature_rows(
     return pd.concat([keys, customer, merchant, request], axis=1)
 
 
-def customer_snapshot_rows(daily: pd.DataFrame, until_day: int | None = None) -> pd.DataFrame:
+def customer_snapshot_rows(
+    daily: pd.DataFrame, until_day: int | None = None, from_day: int | None = None
+) -> pd.DataFrame:
     """Snapshot rows for the Feast source: one per customer and day on which a value changes.
 
     Between two rows the values stay the same, so Feast's point-in-time join (latest row
-    at or before ``t``) returns exactly the snapshot of ``t``'s day.
+    at or before ``t``) returns exactly the snapshot of ``t``'s day. ``until_day`` and
+    ``from_day`` bound the rows' days (a night's build needs only the newest).
     """
     offsets = sorted({1, 2, *(w + 1 for w in WINDOW_DAYS)})  # enter, late-hour, leave
-    return _snapshot_rows(daily, "customer_id", offsets, until_day, customer_snapshot)
+    return _snapshot_rows(daily, "customer_id", offsets, (from_day, until_day), customer_snapshot)
 
 
 def merchant_snapshot_rows(
-    daily: pd.DataFrame, label_delay_days: int, until_day: int | None = None
+    daily: pd.DataFrame,
+    label_delay_days: int,
+    until_day: int | None = None,
+    from_day: int | None = None,
 ) -> pd.DataFrame:
     """Merchant snapshot rows for the Feast source, at the days their values change."""
     d = label_delay_days
@@ -373,11 +389,15 @@ def merchant_snapshot_rows(
     def snapshot(days: pd.DataFrame, ids: np.ndarray, at: np.ndarray) -> pd.DataFrame:
         return merchant_snapshot(days, ids, at, d)
 
-    return _snapshot_rows(daily, "merchant_id", offsets, until_day, snapshot)
+    return _snapshot_rows(daily, "merchant_id", offsets, (from_day, until_day), snapshot)
 
 
 def _snapshot_rows(
-    daily: pd.DataFrame, entity: str, offsets: list[int], until_day: int | None, snapshot: Any
+    daily: pd.DataFrame,
+    entity: str,
+    offsets: list[int],
+    bounds: tuple[int | None, int | None],
+    snapshot: Any,
 ) -> pd.DataFrame:
     ids = np.repeat(daily[entity].to_numpy(np.int64), len(offsets))
     days = (daily["day"].to_numpy(np.int64)[:, None] + np.asarray(offsets)).ravel()
@@ -387,6 +407,9 @@ def _snapshot_rows(
     ids = np.concatenate([ids, first.index.to_numpy(np.int64)])
     days = np.concatenate([days, first.to_numpy(np.int64)])
     pairs = pd.DataFrame({entity: ids, "day": days}).drop_duplicates()
+    from_day, until_day = bounds
+    if from_day is not None:
+        pairs = pairs[pairs["day"] >= from_day]
     if until_day is not None:
         pairs = pairs[pairs["day"] <= until_day]
     pairs = pairs.sort_values([entity, "day"], ignore_index=True)

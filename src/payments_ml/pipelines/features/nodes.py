@@ -237,13 +237,12 @@ def build_merchant_snapshots(
 ) -> ray.data.Dataset:
     """Merchant snapshot rows (Feast batch source), up to the day after the last data day
     (with ``run_date``: the rows that night, and the nights after it, write)."""
-    rows = with_run_date(
-        fw.merchant_snapshot_rows(
-            merchant_days, _label_delay(params), _snapshot_end(merchant_days)
-        ),
-        "merchant_id",
+    run_day = run_day_of(params)
+    rows = fw.merchant_snapshot_rows(
+        merchant_days, _label_delay(params), _snapshot_end(merchant_days), run_day
     )
-    rows = _from_night(rows, "run_date", run_day_of(params))
+    rows = with_run_date(rows, "merchant_id", merchant_days.groupby("merchant_id")["day"].min())
+    rows = _from_night(rows, "run_date", run_day)
     logger.info("Merchant snapshots: %d rows", len(rows))
     return ray.data.from_pandas(rows)
 
@@ -276,12 +275,18 @@ def build_customer_features(
     return training_set, snapshots
 
 
-def with_run_date(rows: pd.DataFrame, entity: str) -> pd.DataFrame:
+def with_run_date(
+    rows: pd.DataFrame, entity: str, first_day: pd.Series | None = None
+) -> pd.DataFrame:
     """Snapshot rows with ``run_date``, the night that writes each: the day before its
     ``snapshot_ts`` (the night after the transactions it adds), or, for an entity's first
-    row (empty windows, at its first day), that day."""
+    row (empty windows, at its first day: ``first_day[entity]``, by default the entity's
+    earliest row), that day."""
     day = fw.day_of(fw.to_ns(rows["snapshot_ts"]))
-    first = pd.Series(day).groupby(rows[entity].to_numpy()).transform("min").to_numpy()
+    if first_day is None:
+        first = pd.Series(day).groupby(rows[entity].to_numpy()).transform("min").to_numpy()
+    else:
+        first = rows[entity].map(first_day).to_numpy(np.int64)
     run_day = np.where(day == first, day, day - 1)
     dates = pd.to_datetime(run_day, unit="D").strftime("%Y-%m-%d")
     return rows.assign(run_date=np.asarray(dates, dtype=object))
@@ -317,7 +322,7 @@ def _training_rows(
         merchants = (
             ray.get(merchant_days) if isinstance(merchant_days, ray.ObjectRef) else merchant_days
         )
-        rows = fw.feature_rows(batch.to_pandas(), merchants, label_delay_days)
+        rows = fw.feature_rows(batch.to_pandas(), merchants, label_delay_days, run_day)
         ns = fw.to_ns(rows["event_timestamp"])
         # The partition column of the model input (Hive): the UTC date of the transaction.
         rows["event_date"] = pd.to_datetime(fw.day_of(ns), unit="D").strftime("%Y-%m-%d")
@@ -328,7 +333,8 @@ def _training_rows(
 def _customer_snapshots(batch: pa.Table, until_day: int | None, run_day: int | None) -> pa.Table:
     with partition_scope(customer_id=_id_range(batch, "customer_id")):
         daily = fw.customer_daily(batch.to_pandas())
-        rows = with_run_date(fw.customer_snapshot_rows(daily, until_day), "customer_id")
+        rows = fw.customer_snapshot_rows(daily, until_day, run_day)
+        rows = with_run_date(rows, "customer_id", daily.groupby("customer_id")["day"].min())
         return snapshot_table(_from_night(rows, "run_date", run_day))
 
 
