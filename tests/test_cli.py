@@ -59,8 +59,18 @@ def test_data_gen_runs_then_one_day_is_regenerated_identically(project, ray_sess
     )
 
 
-def test_a_failing_node_still_closes_ray_and_says_why(project):
-    failed = kedro(project, "--pipelines", "data_gen", "--params", "data_gen.n_days=0")
+def test_a_failing_node_still_closes_ray_and_says_why(project, ray_session):
+    # Joining the session's cluster: the hook closes what it opened either way (a local
+    # start is closed by the data_gen test above).
+    address = ray_session.get_runtime_context().gcs_address
+    failed = kedro(
+        project,
+        "--pipelines",
+        "data_gen",
+        "--params",
+        "data_gen.n_days=0",
+        env={"RAY_ADDRESS": address},
+    )
     log = failed.stdout + failed.stderr
     assert failed.returncode != 0
     assert "data_gen.n_days must be >= 1, got 0" in log

@@ -66,5 +66,5 @@ def test_the_scored_log_reads_hive_partitions_and_skips_files_being_written(tmp_
     frame = log.to_table().to_pandas().sort_values("fraud_probability")
     assert frame["event_date"].astype(str).tolist() == ["2025-06-01", "2025-06-01", "2025-06-02"]
     assert isinstance(frame["scored_at"].dtype, pd.DatetimeTZDtype)
-    with pytest.raises(DatasetError, match="read-only in Kedro: the scorer writes it"):
+    with pytest.raises(DatasetError, match="read-only view in Kedro; no node may output it"):
         ParquetLogDataset(filepath=str(folder)).save(frame)

@@ -399,19 +399,22 @@ def _snapshot_rows(
     bounds: tuple[int | None, int | None],
     snapshot: Any,
 ) -> pd.DataFrame:
-    ids = np.repeat(daily[entity].to_numpy(np.int64), len(offsets))
-    days = (daily["day"].to_numpy(np.int64)[:, None] + np.asarray(offsets)).ravel()
+    entities, active = daily[entity].to_numpy(np.int64), daily["day"].to_numpy(np.int64)
     # Also a row at each entity's first day (empty windows): every transaction then has a
     # row at or before it, which Feast's file offline store needs (its as-of join is inner).
     first = daily.groupby(entity, sort=False)["day"].min()
-    ids = np.concatenate([ids, first.index.to_numpy(np.int64)])
-    days = np.concatenate([days, first.to_numpy(np.int64)])
-    pairs = pd.DataFrame({entity: ids, "day": days}).drop_duplicates()
+    ids, days = [first.index.to_numpy(np.int64)], [first.to_numpy(np.int64)]
+    for offset in offsets:
+        ids.append(entities)
+        days.append(active + offset)
     from_day, until_day = bounds
-    if from_day is not None:
-        pairs = pairs[pairs["day"] >= from_day]
-    if until_day is not None:
-        pairs = pairs[pairs["day"] <= until_day]
+    low = np.iinfo(np.int64).min if from_day is None else from_day
+    high = np.iinfo(np.int64).max if until_day is None else until_day
+    # Within bounds only, before deduplicating: a night keeps a few days' pairs of millions.
+    kept = [(i[(d >= low) & (d <= high)], d[(d >= low) & (d <= high)]) for i, d in zip(ids, days)]
+    pairs = pd.DataFrame(
+        {entity: np.concatenate([i for i, _ in kept]), "day": np.concatenate([d for _, d in kept])}
+    ).drop_duplicates()
     pairs = pairs.sort_values([entity, "day"], ignore_index=True)
     values = snapshot(daily, pairs[entity].to_numpy(), pairs["day"].to_numpy())
     stamp = pd.DatetimeIndex((pairs["day"].to_numpy() * NS_DAY).view("datetime64[ns]")).tz_localize(
