@@ -13,6 +13,7 @@ nanoseconds since the epoch (UTC).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,6 +43,11 @@ def to_ns(timestamps: Any) -> np.ndarray:
 def day_of(ns: np.ndarray) -> np.ndarray:
     """UTC day number (days since 1970-01-01) of nanosecond timestamps."""
     return np.floor_divide(ns, NS_DAY)
+
+
+def iso_day(day: int) -> str:
+    """ISO date of a day number (days since 1970-01-01)."""
+    return str(dt.date(1970, 1, 1) + dt.timedelta(days=int(day)))
 
 
 class _Keys:
@@ -363,6 +369,11 @@ def feature_rows(
     return pd.concat([keys, customer, merchant, request], axis=1)
 
 
+# Days after a customer's active day on which its snapshot changes: the day enters the
+# windows, leaves the late hour, and leaves each window.
+CUSTOMER_SNAPSHOT_OFFSETS = sorted({1, 2, *(w + 1 for w in WINDOW_DAYS)})
+
+
 def customer_snapshot_rows(
     daily: pd.DataFrame, until_day: int | None = None, from_day: int | None = None
 ) -> pd.DataFrame:
@@ -372,8 +383,9 @@ def customer_snapshot_rows(
     at or before ``t``) returns exactly the snapshot of ``t``'s day. ``until_day`` and
     ``from_day`` bound the rows' days (a night's build needs only the newest).
     """
-    offsets = sorted({1, 2, *(w + 1 for w in WINDOW_DAYS)})  # enter, late-hour, leave
-    return _snapshot_rows(daily, "customer_id", offsets, (from_day, until_day), customer_snapshot)
+    return _snapshot_rows(
+        daily, "customer_id", CUSTOMER_SNAPSHOT_OFFSETS, (from_day, until_day), customer_snapshot
+    )
 
 
 def merchant_snapshot_rows(

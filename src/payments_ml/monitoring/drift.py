@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +21,7 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
+from payments_ml.features.windows import iso_day  # noqa: F401 (monitoring's name for it)
 from payments_ml.monitoring import psi as psi_lib
 from payments_ml.monitoring.alerts import Alert, Rule, check
 
@@ -163,8 +163,3 @@ def drift_alerts(drift: Mapping[str, Any], rules: Mapping[str, Rule]) -> list[Al
                 }
                 found.append(check(rule, score["psi"], context=context))
     return [alert for alert in found if alert is not None]
-
-
-def iso_day(day: int) -> str:
-    """ISO date of a day number (days since the epoch)."""
-    return str(dt.date(1970, 1, 1) + dt.timedelta(days=int(day)))

@@ -29,6 +29,7 @@ from payments_ml.datasets import arrow_schema, to_pandas
 from payments_ml.datasets.shuffle import concat_tables, customer_groups, shuffle
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import KEY_COLUMNS, LABEL_COLUMNS, WINDOW_DAYS
+from payments_ml.features.windows import iso_day
 from payments_ml.structured_logging import partition_scope
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def partition_by_customer(
                 "raw_transactions is empty: run `kedro run --pipelines data_gen` first"
             )
         _check_source(transaction_files.schema)
-        last = last_night(run_day, _stored_merchant_days(stored_merchant_days))
+        last = last_night(run_day, _stored_merchant_days(stored_merchant_days, ["day"]))
         blocks = [ray.put(night_rows(transaction_files, run_day, last))]
     logger.info("Shuffling %d blocks into %d customer partitions", len(blocks), partitions)
     pieces = shuffle(blocks, customer_groups, partitions, name="split_by_customer")
@@ -89,17 +90,17 @@ def last_night(run_day: int, stored: pd.DataFrame) -> int:
     built = int(stored["day"].max())
     if run_day > built + 1:
         raise ValueError(
-            f"features.run_date={_iso(run_day)}: the last night built is {_iso(built)}; "
-            f"build the nights {_iso(built + 1)}..{_iso(run_day - 1)} first, in order "
+            f"features.run_date={iso_day(run_day)}: the last night built is {iso_day(built)}; "
+            f"build the nights {iso_day(built + 1)}..{iso_day(run_day - 1)} first, in order "
             "(`--params features.run_date=...`), or rebuild everything without run_date"
         )
     if run_day < built:
         logger.warning(
             "Night %s comes before the last one built (%s): nights %s..%s are rebuilt",
-            _iso(run_day),
-            _iso(built),
-            _iso(run_day),
-            _iso(built),
+            iso_day(run_day),
+            iso_day(built),
+            iso_day(run_day),
+            iso_day(built),
         )
     return max(run_day, built)
 
@@ -112,16 +113,18 @@ def night_rows(files: pads.Dataset, first_night: int, last_night: int) -> pa.Tab
     (its time: the only thing the windows take from further back).
     """
     first = first_night - max(WINDOW_DAYS)
-    in_days = (pc.field("event_date") >= _iso(first)) & (pc.field("event_date") <= _iso(last_night))
+    in_days = (pc.field("event_date") >= iso_day(first)) & (
+        pc.field("event_date") <= iso_day(last_night)
+    )
     window = files.to_table(columns=_INPUT_COLUMNS, filter=in_days)
     day = fw.day_of(fw.to_ns(window["event_timestamp"].to_numpy()))
     if not (day == first_night).any():
         raise ValueError(
-            f"no transactions on {_iso(first_night)} in raw_transactions: generate or ingest "
+            f"no transactions on {iso_day(first_night)} in raw_transactions: generate or ingest "
             "that day first (`kedro run --pipelines data_gen --params data_gen.run_date=...`)"
         )
     # Snapshot rows of a night come from these days before it (customer_snapshot_rows).
-    offsets = sorted({1, 2, *(w + 1 for w in WINDOW_DAYS)})
+    offsets = fw.CUSTOMER_SNAPSHOT_OFFSETS
     changing = {n + 1 - o for n in range(first_night, last_night + 1) for o in offsets}
     nights = (day >= first_night) & (day <= last_night)
     customers = window["customer_id"].to_numpy()
@@ -139,7 +142,7 @@ def _last_before(
     falls outside every window; only its time reaches ``seconds_since_last_customer_tx``)."""
     before = files.to_table(
         columns=["customer_id", "event_timestamp"],
-        filter=(pc.field("event_date") < _iso(first_day))
+        filter=(pc.field("event_date") < iso_day(first_day))
         & pc.field("customer_id").isin(pa.array(customers)),
     )
     last = before.group_by("customer_id").aggregate([("event_timestamp", "max")])
@@ -159,10 +162,6 @@ def _last_before(
         "label_available_at": stamps,
     }
     return pa.table({f.name: columns[f.name].cast(f.type) for f in schema}, schema=schema)
-
-
-def _iso(day: int) -> str:
-    return str(pd.Timestamp(day * fw.NS_DAY, tz="UTC").date())
 
 
 def _check_source(schema: Any) -> None:
@@ -222,13 +221,15 @@ def aggregate_merchant_days(
     return daily
 
 
-def _stored_merchant_days(files: pads.Dataset | None) -> pd.DataFrame:
+def _stored_merchant_days(
+    files: pads.Dataset | None, columns: list[str] | None = None
+) -> pd.DataFrame:
     if files is None:
         raise ValueError(
             "features.run_date builds one night on top of the stored state, and there is "
             "none yet: run the full build first (`kedro run --pipelines features`)"
         )
-    table = files.to_table(columns=["merchant_id", "day", "tx_count", "fraud_count"])
+    table = files.to_table(columns=columns or ["merchant_id", "day", "tx_count", "fraud_count"])
     return table.to_pandas()
 
 
@@ -298,8 +299,8 @@ def _from_night(rows: Any, column: str, run_day: int | None) -> Any:
     if run_day is None:
         return rows
     if isinstance(rows, pa.Table):
-        return rows.filter(pc.greater_equal(rows[column], _iso(run_day)))
-    return rows[rows[column] >= _iso(run_day)].reset_index(drop=True)
+        return rows.filter(pc.greater_equal(rows[column], iso_day(run_day)))
+    return rows[rows[column] >= iso_day(run_day)].reset_index(drop=True)
 
 
 def _day_rows(batch: pa.Table, run_day: int | None) -> pa.Table:
@@ -322,12 +323,12 @@ def _training_rows(
         merchants = (
             ray.get(merchant_days) if isinstance(merchant_days, ray.ObjectRef) else merchant_days
         )
+        # With run_date, rows of the nights only; the earlier ones only feed their windows.
         rows = fw.feature_rows(batch.to_pandas(), merchants, label_delay_days, run_day)
         ns = fw.to_ns(rows["event_timestamp"])
         # The partition column of the model input (Hive): the UTC date of the transaction.
         rows["event_date"] = pd.to_datetime(fw.day_of(ns), unit="D").strftime("%Y-%m-%d")
-        # With run_date, the nights' rows; the earlier ones only fed their windows.
-        return _from_night(rows, "event_date", run_day)
+        return rows
 
 
 def _customer_snapshots(batch: pa.Table, until_day: int | None, run_day: int | None) -> pa.Table:

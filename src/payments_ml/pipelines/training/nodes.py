@@ -11,6 +11,7 @@ import pandas as pd
 
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import FEATURE_DEFAULTS, FEATURES
+from payments_ml.features.windows import iso_day
 from payments_ml.training import metrics as m
 from payments_ml.training import plots
 from payments_ml.training.model import FraudModel, load_fraud_model, log_fraud_model
@@ -43,11 +44,11 @@ def time_split(first_day: int, last_day: int, params: dict[str, Any]) -> dict[st
     fit = [train[0], valid[0] - 1]
     if train[0] < first_day or fit[1] < fit[0] or last > last_day:
         raise ValueError(
-            f"the split needs days {_iso(train[0])} to {_iso(last)} "
+            f"the split needs days {iso_day(train[0])} to {iso_day(last)} "
             f"(train_days={params['train_days']}, delay_days={params['delay_days']}, "
             f"test_days={params['test_days']}, valid_days={params['valid_days']}) but the "
-            f"training set covers {_iso(first_day)} to {_iso(last_day)}; lower the day counts "
-            "in parameters_training.yml or generate more days"
+            f"training set covers {iso_day(first_day)} to {iso_day(last_day)}; lower the day "
+            "counts in parameters_training.yml or generate more days"
         )
     return {"fit": fit, "valid": valid, "gap": gap, "test": test}
 
@@ -89,8 +90,8 @@ def split_transactions(
     train = train_valid[train_valid["event_day"] <= windows["fit"][1]]
     valid = train_valid[train_valid["event_day"] >= windows["valid"][0]]
     split = {
-        **{f"{name}_window": [_iso(a), _iso(b)] for name, (a, b) in windows.items()},
-        "data_window": [_iso(first_day), _iso(last_day)],
+        **{f"{name}_window": [iso_day(a), iso_day(b)] for name, (a, b) in windows.items()},
+        "data_window": [iso_day(first_day), iso_day(last_day)],
         "train_rows": len(train),
         "valid_rows": len(valid),
         "test_rows": len(test),
@@ -509,10 +510,6 @@ def _baseline_matrix(rows: pd.DataFrame) -> np.ndarray:
 
 def _day(iso: str) -> int:
     return int(pd.Timestamp(iso, tz="UTC").value // fw.NS_DAY)
-
-
-def _iso(day: int) -> str:
-    return str(pd.Timestamp(day * fw.NS_DAY, tz="UTC").date())
 
 
 def _git_commit() -> str:
