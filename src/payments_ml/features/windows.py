@@ -334,6 +334,7 @@ def feature_rows(
     merchant_days: pd.DataFrame,
     label_delay_days: int,
     from_day: int | None = None,
+    daily: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every feature, as of each transaction, for customers whose whole history is in ``tx``.
 
@@ -345,6 +346,7 @@ def feature_rows(
         label_delay_days: ``d`` of the merchant windows.
         from_day: Rows only for the transactions of this day and later; the earlier ones
             only feed their windows (a night's build).
+        daily: :func:`customer_daily` of ``tx``, where the caller has it already.
 
     Returns:
         The model-input columns of docs/design.md ("Feature semantics"), one row per
@@ -353,7 +355,7 @@ def feature_rows(
     cust = tx["customer_id"].to_numpy(np.int64)
     ns = to_ns(tx["event_timestamp"])
     day = day_of(ns)
-    daily = customer_daily(tx)
+    daily = customer_daily(tx) if daily is None else daily
     if from_day is not None:
         tx = tx[day >= from_day]
         cust, ns, day = cust[day >= from_day], ns[day >= from_day], day[day >= from_day]
@@ -520,7 +522,12 @@ def _prefix_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return inclusive - values
 
 
-def _lists(values: np.ndarray, group: np.ndarray, n_groups: int) -> list[np.ndarray]:
-    """Split ``values`` (ordered by ``group``) into one array per group, empty ones included."""
+def _lists(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Split ``values`` (ordered by ``group``) into one array per group, empty ones included
+    (an object array; the empty groups, most of them, share one empty array)."""
+    out = np.empty(n_groups, object)
+    out.fill(np.zeros(0, values.dtype))
     bounds = np.searchsorted(group, np.arange(n_groups + 1))
-    return [values[bounds[i] : bounds[i + 1]] for i in range(n_groups)]
+    for g in np.unique(group).tolist():  # only the groups with values: a Python loop is cheap
+        out[g] = values[bounds[g] : bounds[g + 1]]
+    return out

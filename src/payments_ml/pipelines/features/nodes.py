@@ -26,7 +26,7 @@ import ray
 
 from payments_ml.contracts import ARROW_TYPES
 from payments_ml.datasets import arrow_schema, to_pandas
-from payments_ml.datasets.shuffle import concat_tables, customer_groups, shuffle
+from payments_ml.datasets.shuffle import concat_tables, customer_groups, shuffle, split
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import KEY_COLUMNS, LABEL_COLUMNS, WINDOW_DAYS
 from payments_ml.features.windows import iso_day
@@ -66,7 +66,9 @@ def partition_by_customer(
             )
         _check_source(transaction_files.schema)
         last = last_night(run_day, _stored_merchant_days(stored_merchant_days, ["day"]))
-        blocks = [ray.put(night_rows(transaction_files, run_day, last))]
+        rows = night_rows(transaction_files, run_day, last)
+        # Already in this process: split here, no shuffle task (a night's rows are few).
+        return ray.data.from_arrow_refs([ray.put(p) for p in split(rows, partitions)])
     logger.info("Shuffling %d blocks into %d customer partitions", len(blocks), partitions)
     pieces = shuffle(blocks, customer_groups, partitions, name="split_by_customer")
     concat = concat_tables.options(name="concat_customer_partition")
@@ -107,57 +109,74 @@ def last_night(run_day: int, stored: pd.DataFrame) -> int:
 
 def night_rows(files: pads.Dataset, first_night: int, last_night: int) -> pa.Table:
     """What the nights ``first_night..last_night`` need of the raw transactions: the rows
-    of days ``first_night - 30 .. last_night`` of the customers they write rows for (those
-    active on those days, and those whose snapshot changes the midnight after), plus, for
-    the customers active on those days, a stand-in for their last transaction before
-    (its time: the only thing the windows take from further back).
+    of those days, and the rows of the 30 days before them of the customers the nights
+    write rows for (those active on the nights, and those whose snapshot changes the
+    midnight after), plus, for the customers active on the nights, a stand-in for their
+    last transaction before (its time: the only thing the windows take from further back).
+    Rows before the nights only feed the customer windows: of them, only the customer,
+    time and amount are read (:func:`_stand_ins`).
     """
     first = first_night - max(WINDOW_DAYS)
-    in_days = (pc.field("event_date") >= iso_day(first)) & (
-        pc.field("event_date") <= iso_day(last_night)
-    )
-    window = files.to_table(columns=_INPUT_COLUMNS, filter=in_days)
-    day = fw.day_of(fw.to_ns(window["event_timestamp"].to_numpy()))
-    if not (day == first_night).any():
+    nights = files.to_table(columns=_INPUT_COLUMNS, filter=_between(first_night, last_night))
+    night_day = fw.day_of(fw.to_ns(nights["event_timestamp"].to_numpy()))
+    if not (night_day == first_night).any():
         raise ValueError(
             f"no transactions on {iso_day(first_night)} in raw_transactions: generate or ingest "
             "that day first (`kedro run --pipelines data_gen --params data_gen.run_date=...`)"
         )
+    earlier = files.to_table(columns=_WINDOW_COLUMNS, filter=_between(first, first_night - 1))
     # Snapshot rows of a night come from these days before it (customer_snapshot_rows).
     offsets = fw.CUSTOMER_SNAPSHOT_OFFSETS
     changing = {n + 1 - o for n in range(first_night, last_night + 1) for o in offsets}
-    nights = (day >= first_night) & (day <= last_night)
-    customers = window["customer_id"].to_numpy()
-    wanted = np.unique(customers[nights | np.isin(day, list(changing))])
-    rows = window.filter(pc.is_in(window["customer_id"], pa.array(wanted)))
-    active = np.unique(customers[nights])
-    return pa.concat_tables([rows, _last_before(files, first, active, rows.schema)])
+    day = fw.day_of(fw.to_ns(earlier["event_timestamp"].to_numpy()))
+    customers = earlier["customer_id"].to_numpy()
+    active = np.unique(nights["customer_id"].to_numpy())
+    wanted = np.union1d(active, customers[np.isin(day, list(changing))])
+    earlier = earlier.filter(pc.is_in(earlier["customer_id"], pa.array(wanted)))
+    last = _last_before(files, first, active)
+    return pa.concat_tables([nights, *(_stand_ins(t, nights.schema) for t in (earlier, last))])
 
 
-def _last_before(
-    files: pads.Dataset, first_day: int, customers: np.ndarray, schema: pa.Schema
-) -> pa.Table:
-    """One stand-in row per customer of ``customers`` with transactions before
-    ``first_day``: at the time of their latest, with no amount, label or merchant (it
-    falls outside every window; only its time reaches ``seconds_since_last_customer_tx``)."""
+_WINDOW_COLUMNS = ["customer_id", "event_timestamp", "amount"]  # what the customer windows read
+
+
+def _between(first_day: int, last_day: int) -> pc.Expression:
+    """Rows of the days ``first_day..last_day`` (the Hive ``event_date`` partitions)."""
+    return (pc.field("event_date") >= iso_day(first_day)) & (
+        pc.field("event_date") <= iso_day(last_day)
+    )
+
+
+def _last_before(files: pads.Dataset, first_day: int, customers: np.ndarray) -> pa.Table:
+    """The latest transaction time, before ``first_day``, of each customer of ``customers``
+    with one (as ``customer_id``, ``event_timestamp``, and a zero ``amount``)."""
     before = files.to_table(
         columns=["customer_id", "event_timestamp"],
         filter=(pc.field("event_date") < iso_day(first_day))
         & pc.field("customer_id").isin(pa.array(customers)),
     )
     last = before.group_by("customer_id").aggregate([("event_timestamp", "max")])
-    n = last.num_rows
-    ids = last["customer_id"]
-    stamps = last["event_timestamp_max"].cast(schema.field("event_timestamp").type)
+    return pa.table(
+        {
+            "customer_id": last["customer_id"],
+            "event_timestamp": last["event_timestamp_max"],
+            "amount": pa.array(np.zeros(last.num_rows)),
+        }
+    )
+
+
+def _stand_ins(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``rows`` (customer, time, amount) in ``schema``, as transactions that only feed the
+    customer windows: no id, merchant or label (their day is before every night's)."""
+    n = rows.num_rows
+    stamps = rows["event_timestamp"].cast(schema.field("event_timestamp").type)
     columns = {
-        "transaction_id": pc.binary_join_element_wise(
-            "last-before-", pc.cast(ids, pa.string()), ""
-        ),
+        "transaction_id": pa.nulls(n),
         "event_timestamp": stamps,
-        "customer_id": ids,
-        "card_id": ids,
+        "customer_id": rows["customer_id"],
+        "card_id": rows["customer_id"],
         "merchant_id": pa.array(np.full(n, -1, np.int64)),
-        "amount": pa.array(np.zeros(n)),
+        "amount": rows["amount"],
         "is_fraud": pa.array(np.zeros(n, bool)),
         "label_available_at": stamps,
     }
@@ -263,6 +282,13 @@ def build_customer_features(
     run_day = run_day_of(params)
     until = _snapshot_end(merchant_days)
     merchants_ref = ray.put(merchant_days)
+    if run_day is not None:  # a night: one task per partition, its customer days built once
+        night = _night_features.options(num_returns=2, name="night_features")
+        outputs = [
+            night.remote(block, merchants_ref, delay, run_day, until)
+            for block in transactions_by_customer.to_arrow_refs()
+        ]
+        return tuple(ray.data.from_arrow_refs([out[i] for out in outputs]) for i in (0, 1))
     # Arrow batches converted by pyarrow give the feature code plain numpy dtypes.
     whole = {"batch_format": "pyarrow", "batch_size": None}
     training_set = transactions_by_customer.map_batches(
@@ -274,6 +300,22 @@ def build_customer_features(
         _customer_snapshots, fn_kwargs={"until_day": until, "run_day": run_day}, **whole
     )
     return training_set, snapshots
+
+
+@ray.remote
+def _night_features(
+    batch: pa.Table, merchant_days: pd.DataFrame, label_delay_days: int, run_day: int, until: int
+) -> tuple[pa.Table, pa.Table]:
+    """A night's training rows and customer snapshot rows of one customer partition."""
+    with partition_scope(customer_id=_id_range(batch, "customer_id")):
+        tx = batch.to_pandas()
+        daily = fw.customer_daily(tx)
+        training = _with_event_date(
+            fw.feature_rows(tx, merchant_days, label_delay_days, run_day, daily)
+        )
+        return pa.Table.from_pandas(training, preserve_index=False), _snapshot_rows_of(
+            daily, until, run_day
+        )
 
 
 def with_run_date(
@@ -323,20 +365,29 @@ def _training_rows(
         merchants = (
             ray.get(merchant_days) if isinstance(merchant_days, ray.ObjectRef) else merchant_days
         )
-        # With run_date, rows of the nights only; the earlier ones only feed their windows.
-        rows = fw.feature_rows(batch.to_pandas(), merchants, label_delay_days, run_day)
-        ns = fw.to_ns(rows["event_timestamp"])
-        # The partition column of the model input (Hive): the UTC date of the transaction.
-        rows["event_date"] = pd.to_datetime(fw.day_of(ns), unit="D").strftime("%Y-%m-%d")
-        return rows
+        return _with_event_date(
+            fw.feature_rows(batch.to_pandas(), merchants, label_delay_days, run_day)
+        )
+
+
+def _with_event_date(rows: pd.DataFrame) -> pd.DataFrame:
+    """Training rows with the partition column of the model input (Hive): the UTC date of
+    the transaction."""
+    ns = fw.to_ns(rows["event_timestamp"])
+    rows["event_date"] = pd.to_datetime(fw.day_of(ns), unit="D").strftime("%Y-%m-%d")
+    return rows
 
 
 def _customer_snapshots(batch: pa.Table, until_day: int | None, run_day: int | None) -> pa.Table:
     with partition_scope(customer_id=_id_range(batch, "customer_id")):
-        daily = fw.customer_daily(batch.to_pandas())
-        rows = fw.customer_snapshot_rows(daily, until_day, run_day)
-        rows = with_run_date(rows, "customer_id", daily.groupby("customer_id")["day"].min())
-        return snapshot_table(_from_night(rows, "run_date", run_day))
+        return _snapshot_rows_of(fw.customer_daily(batch.to_pandas()), until_day, run_day)
+
+
+def _snapshot_rows_of(daily: pd.DataFrame, until_day: int | None, run_day: int | None) -> pa.Table:
+    """Snapshot rows (Arrow, with ``run_date``) of a partition's customer days."""
+    rows = fw.customer_snapshot_rows(daily, until_day, run_day)
+    rows = with_run_date(rows, "customer_id", daily.groupby("customer_id")["day"].min())
+    return snapshot_table(_from_night(rows, "run_date", run_day))
 
 
 def _id_range(batch: pa.Table, column: str) -> str:
