@@ -27,7 +27,9 @@ SIZES = {"1M": 10_000, "10M": 100_000}  # customers for 90 days at the default r
 def run_ray(params: dict[str, Any], out: Path) -> int:
     customers = nodes.build_customers(params)
     cards, merchants = nodes.build_cards(customers, params), nodes.build_merchants(params)
-    valid, quarantine, summary = nodes.generate_transactions(customers, cards, merchants, params)
+    valid, quarantine, _, summary = nodes.generate_transactions(
+        customers, cards, merchants, None, params
+    )
     RayParquetDataset(filepath=str(out / "valid"), partition_cols=["event_date"]).save(valid)
     RayParquetDataset(filepath=str(out / "quarantine"), partition_cols=["event_date"]).save(
         quarantine

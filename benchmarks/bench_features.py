@@ -30,6 +30,7 @@ from payments_ml.pipelines.features import nodes
 
 SIZES = {"1M": 10_000, "10M": 100_000}  # customers for 90 days at the default rates
 DELAY = 7
+NO_LABELS = pd.DataFrame()  # no labels feed: the transactions' own labels
 NS_DAY = 86_400 * 10**9
 
 DUCKDB_SQL = """
@@ -107,8 +108,8 @@ def generate_raw(n_customers: int, out: Path) -> int:
         "n_merchants": max(200, n_customers // 5),
     }
     customers = gen.build_customers(params)
-    valid, _, summary = gen.generate_transactions(
-        customers, gen.build_cards(customers, params), gen.build_merchants(params), params
+    valid, _, _, summary = gen.generate_transactions(
+        customers, gen.build_cards(customers, params), gen.build_merchants(params), None, params
     )
     RayParquetDataset(filepath=str(out), partition_cols=["event_date"]).save(valid)
     return summary["valid"]
@@ -118,7 +119,7 @@ def run_ray(raw: Path, out: Path) -> tuple[Any, Any, pd.DataFrame]:
     params = {"label_delay_days": DELAY, "partitions": None}
     transactions = RayParquetDataset(filepath=str(raw), partition_cols=["event_date"]).load()
     by_customer = nodes.partition_by_customer(transactions, None, None, params)
-    merchant_days = nodes.aggregate_merchant_days(by_customer, None, params)
+    merchant_days = nodes.aggregate_merchant_days(by_customer, None, NO_LABELS, params)
     merchant_snapshots = nodes.build_merchant_snapshots(merchant_days, params)
     training_set, customer_snapshots = nodes.build_customer_features(
         by_customer, merchant_days, params
@@ -135,7 +136,7 @@ def run_night(raw: Path, state: Path, night: str) -> None:
     files = ParquetFilesDataset(filepath=str(raw)).load()
     stored = ParquetFilesDataset(filepath=str(state / "merchant_days.parquet"), partitioning=None)
     by_customer = nodes.partition_by_customer(None, files, stored.load(), params)
-    merchant_days = nodes.aggregate_merchant_days(by_customer, stored.load(), params)
+    merchant_days = nodes.aggregate_merchant_days(by_customer, stored.load(), NO_LABELS, params)
     merchant_snapshots = nodes.build_merchant_snapshots(merchant_days, params)
     training_set, customer_snapshots = nodes.build_customer_features(
         by_customer, merchant_days, params

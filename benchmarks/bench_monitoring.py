@@ -110,7 +110,7 @@ def run_ray(folders: dict[str, Path], params: dict[str, Any]) -> pd.DataFrame:
     quarantine = RayParquetDataset(
         filepath=str(folders["quarantine"]), partition_cols=["event_date"]
     )
-    daily, _ = nodes.measure_data_quality(raw.load(), quarantine.load(), {}, params)
+    daily, _ = nodes.measure_data_quality(raw.load(), quarantine.load(), {}, pd.DataFrame(), params)
     return daily
 
 

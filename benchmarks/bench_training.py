@@ -32,7 +32,7 @@ def main(quick: bool = False) -> None:
         generate_raw(1_000 if quick else 10_000, root / "raw")
         run_ray(root / "raw", root / "training_set")
         training_set = pd.read_parquet(root / "training_set")
-        train, valid, _, _ = nodes.split_transactions(training_set, params)
+        train, valid, _, _ = nodes.split_transactions(training_set, pd.DataFrame(), params)
         data = nodes._training_data(train, valid)
         if quick:
             params |= {"num_samples": 2, "num_boost_round": 60}

@@ -21,7 +21,7 @@ from tests.conftest import PROJECT_ROOT
 PACKAGE = PROJECT_ROOT / "src" / "payments_ml"
 LAYERS = [
     {"config", "contracts", "structured_logging"},
-    {"features", "datasets"},
+    {"features", "datasets", "labels"},
     {"data_gen", "ingest", "training", "monitoring", "feature_store"},
     {"serving", "stream", "hooks", "logging_hooks"},
     {"pipelines", "pipeline_registry", "settings", "__main__"},

@@ -1,6 +1,12 @@
 """Kedro datasets the catalog needs that kedro-datasets lacks."""
 
-from payments_ml.datasets.parquet_files import ParquetFilesDataset
+from payments_ml.datasets.parquet_files import OptionalParquetDataset, ParquetFilesDataset
 from payments_ml.datasets.ray_dataset import RayParquetDataset, arrow_schema, to_pandas
 
-__all__ = ["ParquetFilesDataset", "RayParquetDataset", "arrow_schema", "to_pandas"]
+__all__ = [
+    "OptionalParquetDataset",
+    "ParquetFilesDataset",
+    "RayParquetDataset",
+    "arrow_schema",
+    "to_pandas",
+]

@@ -1,4 +1,5 @@
-"""A read-only, lazy view of Parquet files: a ``pyarrow.dataset.Dataset``, or None."""
+"""A read-only, lazy view of Parquet files (a ``pyarrow.dataset.Dataset``, or None), and a
+pandas Parquet table that may not exist yet."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import fsspec
+import pandas as pd
 import pyarrow.dataset as pads
 from kedro.io import AbstractDataset, DatasetError
 from kedro.io.core import get_protocol_and_path
+from kedro_datasets.pandas import ParquetDataset
 
 
 class ParquetFilesDataset(AbstractDataset[None, "pads.Dataset | None"]):
@@ -86,3 +89,15 @@ class ParquetFilesDataset(AbstractDataset[None, "pads.Dataset | None"]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": self._filepath, "partitioning": self._partitioning}
+
+
+class OptionalParquetDataset(ParquetDataset):
+    """kedro-datasets' ``pandas.ParquetDataset`` that loads an empty table while the file
+    does not exist yet: for a table some runs never write (``transaction_labels``, when
+    no labels feed has arrived), so its readers need not care which stage ran."""
+
+    def load(self) -> pd.DataFrame:
+        """The table, or an empty DataFrame while there is no file."""
+        if not self._exists():
+            return pd.DataFrame()
+        return super().load()

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from payments_ml.contracts import CONTRACT_COLUMNS  # their null rates are measured
+from payments_ml.labels.feed import relabel_table
 from payments_ml.monitoring import psi as psi_lib
 from payments_ml.monitoring.alerts import Alert, Rule, check, iso_utc
 
@@ -61,7 +62,12 @@ def require_contract_columns(names: list[str], quarantined: bool) -> None:
 
 
 def day_partials(
-    block: pa.Table, *, quarantined: bool, edges: np.ndarray, as_of_ns: int
+    block: pa.Table,
+    *,
+    quarantined: bool,
+    edges: np.ndarray,
+    as_of_ns: int,
+    labels: pa.Table | None = None,
 ) -> pa.Table:
     """One row per day of ``block``: the additive pieces of the day's quality metrics.
 
@@ -71,13 +77,15 @@ def day_partials(
         quarantined: Whether the rows come from the quarantine (they count as arrived,
             never as valid).
         edges: Edges of the amount histogram (:func:`amount_edges`).
-        as_of_ns: The run's moment (ns since the epoch): labels available later are
-            pending.
+        as_of_ns: The run's moment (ns since the epoch): a label available later is
+            pending (a fraud counts once its label is available).
+        labels: ``transaction_labels`` (Arrow): the feed's labels replace the rows' own.
 
     Raises:
         ValueError: When a contract column is missing.
     """
     require_contract_columns(block.column_names, quarantined)
+    block = block if quarantined else relabel_table(block, labels)
     encoded = pc.dictionary_encode(_event_dates(block)).combine_chunks()
     codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
     n_days = len(encoded.dictionary)
@@ -90,8 +98,8 @@ def day_partials(
         nulls = pc.is_null(block[name], nan_is_null=True).to_numpy(zero_copy_only=False)
         columns[f"nulls_{name}"] = _count(codes, nulls, n_days)
     valid = not quarantined
-    fraud = _bools(block["is_fraud"]) & valid
     pending = _nanoseconds(block["label_available_at"]) > as_of_ns
+    fraud = _bools(block["is_fraud"]) & valid & ~pending  # known by the run, not later
     columns["frauds"] = _count(codes, fraud, n_days)
     columns["labels_pending"] = _count(codes, pending & valid, n_days)
     amount = pc.fill_null(block["amount"], np.nan).to_numpy(zero_copy_only=False)

@@ -12,7 +12,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from payments_ml.data_gen import generator as g
-from payments_ml.datasets import RayParquetDataset
+from payments_ml.datasets import ParquetFilesDataset, RayParquetDataset
 from payments_ml.pipelines.data_gen import create_pipeline
 from payments_ml.pipelines.data_gen.nodes import generation_days
 
@@ -33,6 +33,12 @@ def _run(params: dict, root: Path) -> dict:
                 partition_cols=["event_date"],
                 replace_partitions=replace,
             ),
+            "labels": RayParquetDataset(
+                filepath=str(root / "labels"),
+                partition_cols=["report_date"],
+                replace_partitions=replace,
+            ),
+            "raw_transaction_files": ParquetFilesDataset(filepath=str(root / "transactions")),
             "data_gen_summary": MemoryDataset(),
             "params:data_gen": MemoryDataset(params),
         }
@@ -96,6 +102,37 @@ def test_one_day_regenerated_alone_equals_the_full_runs_partition(dirty_params, 
         pd.testing.assert_frame_equal(_partition(tmp_path, name, day), frame)
     assert [p.stat().st_mtime_ns for p in untouched] == mtimes
     assert len(list((tmp_path / "transactions").glob("event_date=*"))) == dirty_params["n_days"]
+
+
+def _reports(root: Path, day: str | None = None) -> pd.DataFrame:
+    folder = root / "labels" / (f"report_date={day}" if day else "")
+    frame = pd.read_parquet(folder).drop(columns="report_date", errors="ignore")
+    return frame.sort_values("transaction_id", ignore_index=True)
+
+
+def test_the_labels_feed_holds_the_reports_that_arrived_by_report_day(small_params, tmp_path):
+    """The full run's feed: one chargeback per fraud whose label arrived by the last day,
+    in the partition of its arrival day; a day regenerated alone rewrites that day's
+    reports, including the late ones of earlier days' frauds, identically."""
+    params = copy.deepcopy(small_params) | {"n_days": 12}
+    summary = _run(params, tmp_path)
+    days = generation_days(params)
+    valid = pd.read_parquet(tmp_path / "transactions")
+    frauds = valid[valid["is_fraud"] & (valid["label_available_at"].dt.date <= days[-1])]
+    feed = _reports(tmp_path)
+    assert summary["label_reports"] == len(feed) == len(frauds) > 0
+    assert set(feed["transaction_id"]) == set(frauds["transaction_id"])
+    assert feed["is_fraud"].all() and (feed["source"] == "chargeback").all()
+    for folder in (tmp_path / "labels").glob("report_date=*"):
+        arrived = pd.read_parquet(folder)["reported_at"].dt.strftime("%Y-%m-%d")
+        assert (arrived == folder.name.removeprefix("report_date=")).all()
+    day = str(days[8])
+    before = _reports(tmp_path, day)
+    earlier = valid["event_date"].astype(str) < day
+    late = before["transaction_id"].isin(valid.loc[earlier, "transaction_id"])
+    assert late.any()  # reports of earlier days' frauds arrive on this day
+    _run(params | {"run_date": day}, tmp_path)
+    pd.testing.assert_frame_equal(_reports(tmp_path, day), before)
 
 
 def test_generation_days_come_from_the_period_or_the_run_date(small_params):

@@ -1,9 +1,12 @@
 """One night at a time: a full build over N-1 days, then night N, equals a full build over N.
 
 The pipeline runs as `kedro run --pipelines features [--params features.run_date=D]`
-runs it, over the catalog's own dataset types in a temporary folder: the raw days in
-`RayParquetDataset` partitions, read back through the lazy views, and outputs that
-replace only the night's partition. Feast and the online store are compared too.
+runs it (the labels step first), over the catalog's own dataset types in a temporary
+folder: the raw days and the labels feed in `RayParquetDataset` partitions, read back
+through the lazy views, and outputs that replace only the night's partition. The labels
+arrive by report day, so night N also brings late reports of earlier days' frauds, which
+update the merchant windows exactly as the full build counts them. Feast and the online
+store are compared too.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from kedro_datasets.json import JSONDataset
 from kedro_datasets.pandas import ParquetDataset
 
 from payments_ml.datasets import ParquetFilesDataset, RayParquetDataset
+from payments_ml.labels.feed import chargebacks
+from payments_ml.pipelines import labels as labels_stage
 from payments_ml.pipelines.features import create_pipeline
 from tests.feature_store.conftest import feast_config
 
@@ -70,6 +75,7 @@ def _catalog(root: Path, raw: pd.DataFrame, run_date: str | None, ray_session: A
     if not (root / "raw").exists():
         frame = raw.assign(event_date=raw["event_timestamp"].dt.strftime("%Y-%m-%d"))
         source.save(ray_session.data.from_pandas(frame))
+        _reports_of(root, raw, ray_session)
     params = {"label_delay_days": DELAY, "partitions": 3, "run_date": run_date}
     return DataCatalog(
         {
@@ -83,6 +89,10 @@ def _catalog(root: Path, raw: pd.DataFrame, run_date: str | None, ray_session: A
             "merchant_snapshots": nightly("merchant_snapshots", "run_date"),
             "customer_snapshots": nightly("customer_snapshots", "run_date"),
             "training_set@ray": nightly("training_set", "event_date"),
+            "label_reports": ParquetFilesDataset(filepath=str(root / "labels")),
+            "transaction_labels": ParquetDataset(filepath=str(root / "labels.parquet")),
+            "labels_quarantine": MemoryDataset(),
+            "labels_summary": MemoryDataset(),
             "params:features": MemoryDataset(params),
             "params:feast": MemoryDataset(_feast(root)),
             "feature_store_definitions": MemoryDataset(),
@@ -100,10 +110,21 @@ def _feast(root: Path) -> dict[str, Any]:
     return config
 
 
+def _reports_of(root: Path, rows: pd.DataFrame, ray_session: Any, day: str | None = None) -> None:
+    """The labels feed of ``rows``' frauds, as data_gen writes it: the reports that arrived
+    by the last day of ``rows`` (with ``day``: that day's partition only)."""
+    days = rows["event_timestamp"].dt.floor("D").astype("int64") // 86_400 // 10**9
+    first = days.max() if day else days.min()
+    reports = chargebacks(rows, int(first), int(days.max()))
+    RayParquetDataset(
+        filepath=str(root / "labels"), partition_cols=["report_date"], replace_partitions=day
+    ).save(ray_session.data.from_pandas(reports))
+
+
 def _build(
     root: Path, raw: pd.DataFrame, ray_session: Any, run_date: str | None = None, feast=True
 ) -> None:
-    pipeline = create_pipeline()
+    pipeline = labels_stage.create_pipeline() + create_pipeline()
     if not feast:
         pipeline = pipeline.to_outputs(
             "training_set@ray", "customer_snapshots", "merchant_snapshots"
@@ -120,6 +141,8 @@ def _replace_raw_day(root: Path, rows: pd.DataFrame, day: str, ray_session: Any)
     RayParquetDataset(
         filepath=str(root / "raw"), partition_cols=["event_date"], replace_partitions=day
     ).save(ray_session.data.from_pandas(rows.assign(event_date=day)))
+    history = ParquetFilesDataset(filepath=str(root / "raw")).load().to_table().to_pandas()
+    _reports_of(root, history[history["event_date"].astype(str) <= day], ray_session, day)
 
 
 def _read(root: Path, name: str, keys: list[str]) -> pd.DataFrame:

@@ -35,6 +35,7 @@ def outputs(ray_session, generated_transactions, tmp_path_factory) -> dict[str, 
             "merchant_snapshots": MemoryDataset(),
             "merchant_days": MemoryDataset(),
             "transactions_by_customer": MemoryDataset(copy_mode="assign"),
+            "transaction_labels": MemoryDataset(pd.DataFrame()),  # no labels feed
         }
     )
     compute = create_pipeline().to_outputs(
@@ -86,7 +87,9 @@ def test_a_negative_label_delay_is_refused(ray_session):
     from payments_ml.pipelines.features.nodes import aggregate_merchant_days  # noqa: PLC0415
 
     with pytest.raises(ValueError, match="features.label_delay_days must be >= 0, got -1"):
-        aggregate_merchant_days(ray_session.data.range(1), None, {"label_delay_days": -1})
+        aggregate_merchant_days(
+            ray_session.data.range(1), None, pd.DataFrame(), {"label_delay_days": -1}
+        )
 
 
 @pytest.mark.parametrize(

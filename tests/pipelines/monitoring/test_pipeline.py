@@ -45,6 +45,7 @@ def run_monitoring(
                 copy_mode="assign",
             ),
             "monitoring_state": state,
+            "transaction_labels": MemoryDataset(pd.DataFrame()),  # no labels feed
             "monitoring_state_updated": state,
             "training_set@pandas": MemoryDataset(training_set),
             "scored_transactions": ParquetLogDataset(filepath=str(folder / "scored")),
@@ -211,7 +212,7 @@ def test_no_transactions_at_all_says_what_to_run(ray_session, monitoring_params)
     with pytest.raises(
         ValueError, match="nothing to monitor; run `kedro run --pipelines data_gen`"
     ):
-        nodes.measure_data_quality(empty, empty, {}, monitoring_params)
+        nodes.measure_data_quality(empty, empty, {}, pd.DataFrame(), monitoring_params)
 
 
 def test_a_bad_as_of_says_what_to_write(monitoring_params):

@@ -78,7 +78,7 @@ def test_two_trial_run_logs_nested_runs_registers_and_promotes(
 def test_champion_moves_only_to_a_better_model(training_set, training_params, mlflow_store):
     """Promotion rule: a worse model is registered but the alias stays; a better one takes it."""
     mlflow = mlflow_store
-    train, valid, test, split = n.split_transactions(training_set, training_params)
+    train, valid, test, split = n.split_transactions(training_set, pd.DataFrame(), training_params)
     report = {"metrics": {}}
     good = _model(train, valid, split, training_params, shuffle_labels=False)
     bad = _model(train, valid, split, training_params, shuffle_labels=True)
@@ -96,7 +96,7 @@ def test_champion_moves_only_to_a_better_model(training_set, training_params, ml
 
 
 def test_register_needs_an_active_run(training_set, training_params, mlflow_store):
-    train, valid, test, split = n.split_transactions(training_set, training_params)
+    train, valid, test, split = n.split_transactions(training_set, pd.DataFrame(), training_params)
     model = _model(train, valid, split, training_params, shuffle_labels=False)
     with pytest.raises(RuntimeError, match="needs an active MLflow run"):
         n.register_model(model, test, {"metrics": {}}, training_params)

@@ -9,9 +9,11 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import ray
 
-from payments_ml.contracts import QUARANTINE_REASON, split_by_contract, to_arrow
+from payments_ml.contracts import ARROW_TYPES, QUARANTINE_REASON, split_by_contract, to_arrow
 from payments_ml.data_gen.generator import (
     World,
     build_cards,
@@ -19,6 +21,7 @@ from payments_ml.data_gen.generator import (
     build_merchants,
     generate_day,
 )
+from payments_ml.labels.feed import chargebacks
 from payments_ml.structured_logging import partition_scope
 
 logger = logging.getLogger(__name__)
@@ -59,17 +62,21 @@ def generate_transactions(
     customers: pd.DataFrame,
     cards: pd.DataFrame,
     merchants: pd.DataFrame,
+    transaction_files: pads.Dataset | None,
     params: dict[str, Any],
-) -> tuple[ray.data.Dataset, ray.data.Dataset, dict[str, Any]]:
+) -> tuple[ray.data.Dataset, ray.data.Dataset, ray.data.Dataset, dict[str, Any]]:
     """Generate every day as its own Ray task and check each row against the contract.
 
     A task builds one day, splits it into valid and quarantined rows and counts them.
     The days' tables stay in Ray's object store (spilled to disk when large) until the
-    catalog writes them; only the counts come back to this process.
+    catalog writes them; only the counts and the frauds come back to this process.
 
     Returns:
-        ``(valid, quarantine, summary)``: quarantined rows keep every column plus
-        ``quarantine_reason``; valid + quarantined = generated, or this raises.
+        ``(valid, quarantine, labels, summary)``: quarantined rows keep every column plus
+        ``quarantine_reason``; valid + quarantined = generated, or this raises. ``labels``:
+        the chargebacks that arrive on the generated days (the labels feed, by report day;
+        with ``run_date``, that day's reports, of its frauds and of the earlier days' in
+        ``transaction_files``).
     """
     days = generation_days(params)
     world = ray.put(World.from_catalogues(customers, cards, merchants, params))
@@ -81,32 +88,66 @@ def generate_transactions(
         len(customers),
         len(merchants),
     )
-    task = _generate_day.options(num_returns=3, name="generate_day")
-    valid_refs, quarantine_refs, count_refs = zip(
+    task = _generate_day.options(num_returns=4, name="generate_day")
+    valid_refs, quarantine_refs, count_refs, fraud_refs = zip(
         *(task.remote(world, d) for d in days), strict=True
     )
     counts = pd.concat(_gather_with_progress(list(count_refs)), ignore_index=True)
     summary = summarize(counts)
     if summary["transactions"] != summary["valid"] + summary["quarantined"]:
         raise RuntimeError(f"contract split lost rows: {summary}")
+    frauds = ray.get(list(fraud_refs))
+    if params.get("run_date"):
+        frauds.append(_earlier_frauds(transaction_files, days[0]))
+    labels = chargebacks(
+        pd.concat(frauds, ignore_index=True), *map(_day_number, (days[0], days[-1]))
+    )
+    summary["label_reports"] = len(labels)
     logger.info(
-        "Generated %d transactions over %d day(s): %d valid, %d quarantined, fraud rate %.3f%%",
+        "Generated %d transactions over %d day(s): %d valid, %d quarantined, fraud rate "
+        "%.3f%%; %d fraud reports arrived",
         summary["transactions"],
         summary["days"],
         summary["valid"],
         summary["quarantined"],
         100 * summary["fraud_rate"],
+        len(labels),
     )
     valid = ray.data.from_arrow_refs(list(valid_refs))
     quarantine = ray.data.from_arrow_refs(list(quarantine_refs))
-    return valid, quarantine, summary
+    return valid, quarantine, ray.data.from_pandas(labels), summary
+
+
+_FRAUD_COLUMNS = ["transaction_id", "is_fraud", "label_available_at"]
+
+
+def _earlier_frauds(files: pads.Dataset | None, day: dt.date) -> pd.DataFrame:
+    """The frauds of the days before ``day`` whose report is not in yet at its start."""
+    if files is None:
+        return pd.DataFrame(columns=_FRAUD_COLUMNS)
+    start = pa.scalar(
+        pd.Timestamp(day, tz="UTC").to_pydatetime(), ARROW_TYPES["label_available_at"]
+    )
+    wanted = (
+        (pc.field("event_date") < day.isoformat())
+        & pc.field("is_fraud")
+        & (pc.field("label_available_at") >= start)
+    )
+    return files.to_table(columns=_FRAUD_COLUMNS, filter=wanted).to_pandas()
+
+
+def _day_number(day: dt.date) -> int:
+    return (day - dt.date(1970, 1, 1)).days
 
 
 @ray.remote
-def _generate_day(world: World, day: dt.date) -> tuple[pa.Table, pa.Table, pd.DataFrame]:
+def _generate_day(
+    world: World, day: dt.date
+) -> tuple[pa.Table, pa.Table, pd.DataFrame, pd.DataFrame]:
     with partition_scope(event_date=day.isoformat()):  # a failure names its day
         valid, quarantine = split_by_contract(generate_day(world, day))
-        return to_arrow(valid), to_arrow(quarantine), _count(valid, quarantine)
+        frauds = valid.loc[valid["is_fraud"].astype(bool), _FRAUD_COLUMNS]
+        return to_arrow(valid), to_arrow(quarantine), _count(valid, quarantine), frauds
 
 
 def _count(valid: pd.DataFrame, quarantine: pd.DataFrame) -> pd.DataFrame:

@@ -23,8 +23,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.generate_transactions,
-                ["customers", "cards", "merchants", "params:data_gen"],
-                ["raw_transactions", "transactions_quarantine", "data_gen_summary"],
+                ["customers", "cards", "merchants", "raw_transaction_files", "params:data_gen"],
+                ["raw_transactions", "transactions_quarantine", "labels", "data_gen_summary"],
                 name="generate_transactions_node",
             ),
         ]

@@ -30,6 +30,7 @@ from payments_ml.datasets.shuffle import concat_tables, customer_groups, shuffle
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import KEY_COLUMNS, LABEL_COLUMNS, WINDOW_DAYS
 from payments_ml.features.windows import iso_day
+from payments_ml.labels.feed import merchant_fraud_days
 from payments_ml.structured_logging import partition_scope
 
 logger = logging.getLogger(__name__)
@@ -212,12 +213,15 @@ def _check_source(schema: Any) -> None:
 def aggregate_merchant_days(
     transactions_by_customer: ray.data.Dataset,
     stored_merchant_days: pads.Dataset | None,
+    transaction_labels: pd.DataFrame,
     params: dict[str, Any],
 ) -> pd.DataFrame:
     """Per merchant and day: transactions and frauds reported in time (small: collected).
 
     With ``run_date``: the stored merchant days, with that day's and the later ones
-    recomputed.
+    recomputed. Where the labels feed holds labels, the fraud counts of every day come
+    from it (a late report updates a past day's count, before the first snapshot that
+    uses the day), else from the transactions' own labels.
     """
     delay = _label_delay(params)
     run_day = run_day_of(params)
@@ -234,10 +238,19 @@ def aggregate_merchant_days(
         stored = _stored_merchant_days(stored_merchant_days)
         daily = pd.concat([stored[stored["day"] < run_day], daily], ignore_index=True)
         daily = daily.sort_values(["merchant_id", "day"], ignore_index=True)
+    if len(transaction_labels):
+        daily = _with_fraud_counts(daily, merchant_fraud_days(transaction_labels, delay))
     logger.info(
         "Merchant days: %d rows for %d merchants", len(daily), daily["merchant_id"].nunique()
     )
     return daily
+
+
+def _with_fraud_counts(daily: pd.DataFrame, frauds: pd.DataFrame) -> pd.DataFrame:
+    """``daily`` with its ``fraud_count`` from the labels feed's ``frauds``."""
+    counts = daily.drop(columns="fraud_count").merge(frauds, on=["merchant_id", "day"], how="left")
+    counts["fraud_count"] = counts["fraud_count"].fillna(0).astype(np.int64)
+    return counts[daily.columns]
 
 
 def _stored_merchant_days(

@@ -24,7 +24,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.aggregate_merchant_days,
-                ["transactions_by_customer", "stored_merchant_days", "params:features"],
+                [
+                    "transactions_by_customer",
+                    "stored_merchant_days",
+                    "transaction_labels",
+                    "params:features",
+                ],
                 "merchant_days",
                 name="aggregate_merchant_days_node",
             ),

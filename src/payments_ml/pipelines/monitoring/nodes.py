@@ -28,6 +28,7 @@ def measure_data_quality(
     raw_transactions: ray.data.Dataset,
     transactions_quarantine: ray.data.Dataset,
     monitoring_state: dict[str, Any],
+    transaction_labels: pd.DataFrame,
     params: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """One row per day of what arrived (valid + quarantined), and the updated memory.
@@ -41,8 +42,9 @@ def measure_data_quality(
     as_of = run_moment(params)
     quality = params["quality"]
     edges = qu.amount_edges(quality["amount_histogram"])
+    labels = _label_table(transaction_labels)
     partials = [
-        *_partials(raw_transactions, False, edges, as_of),
+        *_partials(raw_transactions, False, edges, as_of, labels),
         *_partials(transactions_quarantine, True, edges, as_of),
     ]
     days = qu.combine_partials(partials, len(edges) + 1)
@@ -177,8 +179,20 @@ def run_moment(params: dict[str, Any]) -> dt.datetime:
     return moment.to_pydatetime()
 
 
+def _label_table(labels: pd.DataFrame) -> pa.Table | None:
+    """The feed's labels for the day partials (small: frauds and verdicts), or None."""
+    if not len(labels):
+        return None
+    columns = ["transaction_id", "is_fraud", "label_available_at"]
+    return pa.Table.from_pandas(labels[columns], preserve_index=False)
+
+
 def _partials(
-    dataset: ray.data.Dataset, quarantined: bool, edges: np.ndarray, as_of: dt.datetime
+    dataset: ray.data.Dataset,
+    quarantined: bool,
+    edges: np.ndarray,
+    as_of: dt.datetime,
+    labels: pa.Table | None = None,
 ) -> list[pa.Table]:
     names = dataset.schema().names
     qu.require_contract_columns(names, quarantined)
@@ -191,6 +205,7 @@ def _partials(
             "quarantined": quarantined,
             "edges": edges,
             "as_of_ns": int(pd.Timestamp(as_of).value),
+            "labels": labels,
         },
     )
     return ray.get(reduced.to_arrow_refs())

@@ -15,6 +15,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "raw_transactions",
                     "transactions_quarantine",
                     "monitoring_state",
+                    "transaction_labels",
                     "params:monitoring",
                 ],
                 outputs=["data_quality", "monitoring_state_updated"],

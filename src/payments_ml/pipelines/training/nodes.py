@@ -12,6 +12,7 @@ import pandas as pd
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import FEATURE_DEFAULTS, FEATURES
 from payments_ml.features.windows import iso_day
+from payments_ml.labels.feed import relabel
 from payments_ml.training import metrics as m
 from payments_ml.training import plots
 from payments_ml.training.model import FraudModel, load_fraud_model, log_fraud_model
@@ -54,24 +55,21 @@ def time_split(first_day: int, last_day: int, params: dict[str, Any]) -> dict[st
 
 
 def split_transactions(
-    training_set: pd.DataFrame, params: dict[str, Any]
+    training_set: pd.DataFrame, transaction_labels: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Training, validation and test rows of the time split, with no future information.
 
-    Training and validation labels are those known when the model is trained (the test
-    start): a fraud reported later counts as genuine. From each test day, cards already
+    Labels: the feed's (``transaction_labels``) where it holds any (docs/design.md,
+    "Labels"). Training and validation labels are those known when the model is trained
+    (the test start): a fraud reported later counts as genuine. From each test day, cards already
     known to be defrauded (a fraud label available before that day) are dropped, as a
     fraud team would have blocked them.
 
     Returns:
         train, valid, test (model input, labels, ``event_day``) and the split's facts.
     """
-    missing = sorted(set(_SPLIT_COLUMNS) - set(training_set.columns))
-    if missing:
-        raise ValueError(
-            f"training_set lacks columns {missing}; rebuild it with "
-            "`kedro run --pipelines features`"
-        )
+    _check_columns(training_set)
+    training_set = relabel(training_set, transaction_labels)
     days = fw.day_of(fw.to_ns(training_set["event_timestamp"]))
     first_day, last_day = int(days.min()), int(days.max())
     windows = time_split(first_day, last_day, params)
@@ -112,6 +110,15 @@ def split_transactions(
         test.reset_index(drop=True),
         split,
     )
+
+
+def _check_columns(training_set: pd.DataFrame) -> None:
+    missing = sorted(set(_SPLIT_COLUMNS) - set(training_set.columns))
+    if missing:
+        raise ValueError(
+            f"training_set lacks columns {missing}; rebuild it with "
+            "`kedro run --pipelines features`"
+        )
 
 
 def _of_known_defrauded_cards(

@@ -14,7 +14,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=nodes.split_transactions,
-                inputs=["training_set@pandas", "params:training"],
+                inputs=["training_set@pandas", "transaction_labels", "params:training"],
                 outputs=["train_rows", "valid_rows", "test_rows", "training_split"],
                 name="split_transactions_node",
             ),

@@ -1,0 +1,1 @@
+"""The labels feed: fraud reports that arrive days after the transaction (`feed`)."""
