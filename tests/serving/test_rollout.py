@@ -31,7 +31,7 @@ WATCH_S = 1.0
 # about 0.3 s alone, given 3 s more on a busy 2-core machine).
 BOUND_S = WATCH_S + 3.0
 RATE = 40  # requests per second
-PROMOTE_AT, ROLL_BACK_AT, SECONDS = 2.0, 9.0, 16.0
+PROMOTE_AT, ROLL_BACK_AT, SECONDS = 2.0, 7.0, 12.0
 
 
 @pytest.fixture(scope="module")
