@@ -74,3 +74,48 @@ def stop_serve(timeout_s: float = 60) -> None:
             return
         time.sleep(0.2)
     raise TimeoutError("the Serve controller was still alive after serve.shutdown()")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, small_model) -> Any:
+    """A real MLflow registry (SQLite in a temporary folder) holding ``fraud_model``
+    versions 1 and 2 (the small model with other thresholds), ``champion`` on 1.
+
+    mlflow.set_*_uri (the loader calls them too) also export MLFLOW_*_URI, which later
+    subprocesses would inherit: the URIs and the environment are restored afterwards.
+    """
+    import copy  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    import mlflow  # noqa: PLC0415
+
+    from payments_ml.training.model import log_fraud_model  # noqa: PLC0415
+
+    folder = tmp_path_factory.mktemp("registry")
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    env = {name: os.environ.get(name) for name in names}
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    example = pd.DataFrame({name: [0.0, 1.0, 2.0] for name in FEATURES})
+    try:
+        experiment = mlflow.create_experiment(
+            "serving-tests", artifact_location=(folder / "artifacts").as_uri()
+        )
+        for thresholds in ({"review": 0.05, "decline": 0.5}, {"review": 0.04, "decline": 0.4}):
+            model = copy.copy(small_model)
+            model.thresholds, model.metadata = thresholds, {}
+            with mlflow.start_run(experiment_id=experiment):
+                log_fraud_model(model, example, registered_model_name="fraud_model")
+        client = mlflow.MlflowClient(uri, uri)
+        client.set_registered_model_alias("fraud_model", "champion", "1")
+        yield {"uri": uri, "client": client, "folder": folder}
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -38,6 +38,7 @@ class Outcome:
     seconds: float  # until the answer (or the error)
     status: int  # 0: no answer (connection error or client timeout)
     retry_after: str | None
+    model_version: str | None = None  # of a 200 answer
 
 
 def steady_load(
@@ -69,14 +70,18 @@ def steady_load(
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
         sent = time.perf_counter()
+        version = None
         try:
             answer = session.post(f"{url}/score", json=bodies[i], timeout=timeout_s)
             status, retry = answer.status_code, answer.headers.get("Retry-After")
+            if status == 200:
+                version = answer.json()["model_version"]
         except requests.RequestException:
             status, retry = 0, None
             local.session = None  # a broken connection is not reused
         done = time.perf_counter()
-        return Outcome(bodies[i]["transaction_id"], sent - start, done - sent, status, retry)
+        tx_id = bodies[i]["transaction_id"]
+        return Outcome(tx_id, sent - start, done - sent, status, retry, version)
 
     actor = threading.Thread(target=act, daemon=True)
     actor.start()

@@ -40,6 +40,7 @@ from ray.serve.config import BackpressureConfig
 
 from payments_ml.serving.live import LiveStats
 from payments_ml.serving.metrics import ScorerMetrics
+from payments_ml.serving.model_watch import ModelSource, ModelWatch, fixed_status
 from payments_ml.serving.schemas import (
     ERROR_RESPONSES,
     INT64_MAX,
@@ -81,6 +82,7 @@ class Settings:
     retry_after_s: float = 1.0
     max_ahead_s: float | None = 300.0  # None: no bound on event times ahead of the clock
     host: str = "127.0.0.1"  # where Serve listens: loopback keeps the replicas' gRPC there too
+    model_watch_s: float | None = 5.0  # None: the model is never replaced while running
 
     @classmethod
     def from_parameters(cls, serving: dict[str, Any] | None) -> "Settings":
@@ -93,6 +95,7 @@ class Settings:
             retry_after_s=float(serving.get("retry_after_s", cls.retry_after_s)),
             max_ahead_s=event_time.get("max_ahead_s", cls.max_ahead_s),
             host=str(serving.get("host", cls.host)),
+            model_watch_s=serving.get("model_watch_s", cls.model_watch_s),
         )
 
 
@@ -206,7 +209,13 @@ def _exact_integer_bounds(node: Any) -> None:
 
 
 class MlflowModelLoader:
-    """Loads ``model_uri`` (default: the champion) from an MLflow tracking store."""
+    """Loads ``model_uri`` (default: the champion) from an MLflow tracking store.
+
+    With an alias (``models:/fraud_model@champion``) it is also the replica's
+    `ModelSource`: it says which version the alias names now and loads a version by its
+    number, so the version a replica reports is the one it loaded even if the alias
+    moves in between.
+    """
 
     def __init__(
         self,
@@ -218,14 +227,44 @@ class MlflowModelLoader:
         self.model_uri = model_uri
         self.registry_uri = registry_uri or tracking_uri
 
-    def __call__(self) -> FraudModel:
-        import mlflow  # noqa: PLC0415
+    @property
+    def reference(self) -> str:
+        return self.model_uri
 
+    @property
+    def follows_alias(self) -> bool:
+        """True for ``models:/<name>@<alias>``: the version it names can change."""
+        return self.model_uri.startswith("models:/") and "@" in self.model_uri
+
+    def __call__(self) -> FraudModel:
+        if self.follows_alias:
+            return self.load(self.version_now())
         from payments_ml.training.model import load_fraud_model  # noqa: PLC0415
+
+        self._connect()
+        return load_fraud_model(self.model_uri)
+
+    def version_now(self) -> str:
+        """The registry version the alias names now."""
+        from mlflow import MlflowClient  # noqa: PLC0415
+
+        name, _, alias = self.model_uri.removeprefix("models:/").partition("@")
+        client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+        return str(client.get_model_version_by_alias(name, alias).version)
+
+    def load(self, version: str) -> FraudModel:
+        """Version ``version`` of the aliased model."""
+        from payments_ml.training.model import load_fraud_model  # noqa: PLC0415
+
+        name = self.model_uri.removeprefix("models:/").partition("@")[0]
+        self._connect()
+        return load_fraud_model(f"models:/{name}/{version}")
+
+    def _connect(self) -> None:
+        import mlflow  # noqa: PLC0415
 
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.registry_uri)
-        return load_fraud_model(self.model_uri)
 
 
 class StoreGuard:
@@ -328,7 +367,8 @@ def _failure(error: Exception) -> str:
 )
 @serve.ingress()  # the app is built per replica: __serve_build_asgi_app__
 class FraudScorer:
-    """One replica: the model, a Feast store connection and the metrics."""
+    """One replica: the model (kept on its alias's version), a Feast store connection and
+    the metrics."""
 
     def __init__(
         self,
@@ -339,7 +379,10 @@ class FraudScorer:
         score_log: dict[str, Any] | None = None,
         alerts_path: str | None = None,
         settings: dict[str, Any] | None = None,
+        model_source: ModelSource | None = None,
     ) -> None:
+        """``model_loader`` gives the model to start with; ``model_source`` (the loader of
+        an aliased model, see `build_app`) is watched for a new version, None: never."""
         from payments_ml.feature_store.backends import open_backend  # noqa: PLC0415
         from payments_ml.feature_store.store import open_store  # noqa: PLC0415
         from payments_ml.serving.score_log import ScoreLog  # noqa: PLC0415
@@ -347,17 +390,17 @@ class FraudScorer:
         self.settings = Settings.from_parameters(settings)
         if self.settings.host in ("127.0.0.1", "localhost", "::1"):
             _bind_replica_grpc_to_loopback()
-        self.model = model_loader()
+        model = model_loader()
         logging_on = bool(score_log and score_log.get("enabled", True))
         timeout_s = self.settings.online_store_timeout_s
-        self.scorer = Scorer(
-            self.model, open_store(feast_config), log=logging_on, timeout_s=timeout_s
-        )
+        self.scorer = Scorer(model, open_store(feast_config), log=logging_on, timeout_s=timeout_s)
         # The probe and the log's thread have their own connections (opened when the
         # store first answers: a replica starts while the store is down).
         backend = _lazily(lambda: open_backend(open_store(feast_config), timeout_s))
         self.store_guard = StoreGuard(lambda: backend().check(), self.settings.retry_after_s)
         self.metrics = ScorerMetrics(ray_metrics=ray_metrics)
+        self.metrics.model_in_use(model.version)
+        self.model_watch = self._watch(model_source, model_loader)
         self.live = LiveStats()
         self.online_store = feast_config["online_store"]["type"]
         self.alerts_path = alerts_path
@@ -377,10 +420,47 @@ class FraudScorer:
         gc.collect()
         gc.freeze()
         logger.info(
-            "FraudScorer ready: model version %s; scored transactions logged to %s",
-            self.model.version,
+            "FraudScorer ready: model version %s (%s); scored transactions logged to %s",
+            model.version,
+            self.model_status()["source"],
             self.score_log.path if self.score_log else "nowhere (score_log disabled)",
         )
+
+    @property
+    def model(self) -> FraudModel:
+        """The model in use (the watch replaces it when the alias moves)."""
+        return self.scorer.model
+
+    def _watch(self, source: ModelSource | None, loader: Any) -> ModelWatch | None:
+        """A watch of ``source`` every ``model_watch_s``; None when there is nothing to
+        watch (a pinned version, a model in memory) or the setting is null."""
+        self._started = time.time()
+        self._source = getattr(source or loader, "reference", "given by the deployment")
+        if source is None or not self.settings.model_watch_s:
+            return None
+        return ModelWatch(
+            source,
+            self.scorer.model,
+            float(self.settings.model_watch_s),
+            on_switch=self._switch_model,
+            on_failure=lambda version: self.metrics.model_load_failed(),
+        )
+
+    def _switch_model(self, model: FraudModel) -> None:
+        """Install a warm model: one assignment, which requests scoring now do not see
+        (each `Scorer.score` reads the model once), then freeze what it allocated as
+        `__init__` froze the first model's heap."""
+        previous = self.scorer.model
+        self.scorer.model = model
+        self.metrics.model_switched(previous.version, model.version)
+        gc.collect()
+        gc.freeze()
+
+    def model_status(self) -> dict[str, Any]:
+        """The model in use, where it comes from, and the watch's state."""
+        if self.model_watch is not None:
+            return self.model_watch.status()
+        return fixed_status(self.scorer.model, self._source, self._started)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Serve builds the replica's HTTP API after ``__init__``."""
@@ -398,6 +478,8 @@ class FraudScorer:
         """Serve calls this when the replica stops: move the outbox's last records."""
         if getattr(self, "store_guard", None) is not None:
             self.store_guard.stop()
+        if getattr(self, "model_watch", None) is not None:
+            self.model_watch.stop()
         if getattr(self, "score_log", None) is not None:
             self.score_log.close()
 
@@ -492,11 +574,13 @@ class FraudScorer:
         """Model version and online-store status (``degraded`` when the store fails);
         never waits on the store (a background probe checks it)."""
         error = self.store_guard.error
+        model = self.scorer.model
         return {
             "status": "ok" if error is None else "degraded",
-            "model_version": self.model.version,
+            "model_version": model.version,
+            "model": self.model_status(),
             "online_store": {"type": self.online_store, "ok": error is None, "error": error},
-            "thresholds": self.model.thresholds,
+            "thresholds": model.thresholds,
         }
 
     async def dashboard(self) -> HTMLResponse:
@@ -506,7 +590,8 @@ class FraudScorer:
     async def dashboard_data(self) -> dict[str, Any]:
         """The dashboard's figures: recent scoring, the store's state, active alerts."""
         return {
-            "model_version": self.model.version,
+            "model_version": self.scorer.model.version,
+            "model": self.model_status(),
             "online_store_ok": self.store_guard.error is None,
             "live": self.live.summary(),
             "alerts": self._active_alerts(),
@@ -593,7 +678,14 @@ def build_app(args: dict[str, Any]) -> Any:
         score_log=args.get("score_log"),
         alerts_path=args.get("alerts_path"),
         settings=args.get("settings"),
+        model_source=model_source(loader),
     )
+
+
+def model_source(loader: MlflowModelLoader) -> MlflowModelLoader | None:
+    """What a replica watches for a new model: the loader of an alias; None for a
+    version pinned by number (or a run's model), which never changes."""
+    return loader if loader.follows_alias else None
 
 
 MODEL_URI = "models:/fraud_model@champion"

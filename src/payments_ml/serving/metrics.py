@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client import Counter as PromCounter
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class ScorerMetrics:
-    """Requests, latency, decisions and online-store latency of one replica.
+    """Requests, latency, decisions, online-store latency and model version of one replica.
 
     ``/metrics`` shows this replica's counts (Prometheus scrapes each replica, or the
     Ray dashboard's metrics, which aggregate every replica through Ray's exporter).
@@ -48,6 +48,22 @@ class ScorerMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
             registry=self.registry,
         )
+        self.model_info = Gauge(
+            "scorer_model_info",
+            "1 for the registry version the replica scores with",
+            ["version"],
+            registry=self.registry,
+        )
+        self.model_switches = PromCounter(
+            "scorer_model_switches_total",
+            "Times the replica replaced its model (the alias moved: a promotion or a rollback)",
+            registry=self.registry,
+        )
+        self.model_load_failures = PromCounter(
+            "scorer_model_load_failures_total",
+            "Versions named by the alias that the replica could not load (it kept its model)",
+            registry=self.registry,
+        )
         self._ray = _RayMetrics() if ray_metrics else None
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
@@ -66,6 +82,23 @@ class ScorerMetrics:
         self.store_latency.observe(store_seconds)
         if self._ray:
             self._ray.store_latency.observe(store_seconds * 1000)
+
+    def model_in_use(self, version: str) -> None:
+        """The version this replica scores with (the only ``version`` label at 1)."""
+        self.model_info.clear()
+        self.model_info.labels(version).set(1)
+        if self._ray:
+            self._ray.model_info.set(1, tags={"version": version})
+
+    def model_switched(self, previous: str, version: str) -> None:
+        self.model_switches.inc()
+        if self._ray:
+            self._ray.model_info.set(0, tags={"version": previous})
+            self._ray.model_switches.inc()
+        self.model_in_use(version)
+
+    def model_load_failed(self) -> None:
+        self.model_load_failures.inc()
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
@@ -91,4 +124,10 @@ class _RayMetrics:
             "scorer_feature_store_latency_ms",
             description="Online store time per batch (ms)",
             boundaries=[b * 1000 for b in LATENCY_BUCKETS],
+        )
+        self.model_info: Any = metrics.Gauge(
+            "scorer_model_info", description="1 for the version in use", tag_keys=("version",)
+        )
+        self.model_switches: Any = metrics.Counter(
+            "scorer_model_switches", description="Model replacements (the alias moved)"
         )

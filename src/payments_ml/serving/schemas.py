@@ -140,11 +140,24 @@ class StoreStatus(BaseModel):
     error: str | None
 
 
+class ModelStatus(BaseModel):
+    """The model a replica scores with, and its watch of the registry alias."""
+
+    version: str
+    source: str = Field(description="what is watched, e.g. models:/fraud_model@champion")
+    watch_s: float | None = Field(description="seconds between looks at the alias; null: none")
+    since: str | None = Field(description="when this version came into use (UTC)")
+    switches: int = Field(description="models replaced since the replica started")
+    checked_at: str | None = Field(description="the last look at the alias (UTC)")
+    error: str | None = Field(description="why the alias's version is not in use; null: it is")
+
+
 class Health(BaseModel):
     """``ok``, or ``degraded`` while the online store does not answer."""
 
     status: str = Field(description="ok or degraded")
     model_version: str
+    model: ModelStatus
     online_store: StoreStatus
     thresholds: dict[str, float]
 

@@ -77,7 +77,8 @@ class Scorer:
     """Scores transactions with a FraudModel and the online features of a Feast store.
 
     Args:
-        model: The model (features, defaults, thresholds travel with it).
+        model: The model (features, defaults, thresholds travel with it); assigning
+            ``model`` swaps it between two batches, never within one.
         store: The Feast feature store holding the snapshot views and ``customer_today``.
         top_reasons: How many feature contributions each answer lists.
         record: Append each scored transaction to its customer's running state (and,
@@ -124,6 +125,7 @@ class Scorer:
         Raises:
             StoreUnavailable: The online store could not be read or written in time.
         """
+        model = self.model  # read once: a new model installed meanwhile scores the next batch
         batch = request_arrays(requests)
         start = time.perf_counter()
         online = self.backend.read(batch["customer_id"], batch["merchant_id"])
@@ -134,15 +136,15 @@ class Scorer:
         self._warn_if_snapshot_is_ahead(event_ns, online.features["last_tx_ns"])
 
         start = time.perf_counter()
-        matrix = self.model.matrix(features)
-        probability = self.model.predict_matrix(matrix)
-        decisions = [str(d) for d in self.model.decide(probability)]
-        reasons = self.model.explain(matrix, self.top_reasons)
+        matrix = model.matrix(features)
+        probability = model.predict_matrix(matrix)
+        decisions = [str(d) for d in model.decide(probability)]
+        reasons = model.explain(matrix, self.top_reasons)
         model_seconds = time.perf_counter() - start
         used = np.column_stack([features[n] for n in features]).astype(float)
 
         start = time.perf_counter()
-        new = self._record(batch, features, used, probability, decisions)
+        new = self._record(batch, features, used, probability, decisions, version=model.version)
         return Scored(
             transaction_id=batch["transaction_id"],
             probability=probability,
@@ -151,7 +153,7 @@ class Scorer:
             features=features,
             used=used,
             new=new,
-            model_version=self.model.version,
+            model_version=model.version,
             store_seconds=read_seconds + time.perf_counter() - start,
             model_seconds=model_seconds,
         )
@@ -163,13 +165,14 @@ class Scorer:
         used: np.ndarray,
         probability: np.ndarray,
         decisions: list[str],
+        *,
+        version: str,
     ) -> np.ndarray:
         """Append the requests to today's rows (and their records to the log's outbox, in
         the same write); True for the requests not seen before (not a retry)."""
         new = np.zeros(len(batch["customer_id"]), bool)
         if not self.record:
             return new
-        version = self.model.version
 
         def outbox(rows: list[int]) -> bytes:
             return encode_record(
