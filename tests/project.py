@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.conftest import PROJECT_ROOT
 
@@ -68,3 +73,42 @@ def kedro(project: Path, *args: str, env: dict | None = None) -> subprocess.Comp
         text=True,
         timeout=300,
     )
+
+
+@contextlib.contextmanager
+def in_process_session(project: Path, runtime_params: dict, ray_session) -> Iterator[Any]:
+    """A Kedro session of ``project`` in this process, as `kedro run` opens one: the
+    project's catalog, parameters, hooks and kedro-mlflow, on the test session's Ray
+    cluster (no second interpreter); MLflow's process-wide state restored afterwards."""
+    import mlflow  # noqa: PLC0415
+    from kedro.framework.project import configure_project  # noqa: PLC0415
+    from kedro.framework.session import KedroSession  # noqa: PLC0415
+    from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook  # noqa: PLC0415
+    from mlflow.tracking._model_registry import utils as registry  # noqa: PLC0415
+    from mlflow.tracking._tracking_service import utils as tracking  # noqa: PLC0415
+
+    # The URIs as set (None: MLflow's default), not as resolved against the working folder.
+    previous = tracking._tracking_uri, registry._registry_uri
+    data = ray_session.data.DataContext.get_current()
+    reader = data.use_datasource_v2
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME"):
+            patch.setenv(name, "")
+            patch.delenv(name)
+        patch.chdir(project)  # relative data paths and ${project_path:} resolve here
+        configure_project("payments_ml", preserve_logging=True)
+        # kedro-mlflow's hook is one object per process and keeps the last run's id when
+        # a pipeline is not tracked (data_gen): a CLI process runs one session, not many.
+        mlflow_hook.run_id = None
+        # ray.yml's Ray Data settings, which the Ray hook applies only to a cluster it starts.
+        data.use_datasource_v2 = False
+        try:
+            with KedroSession.create(project_path=project, runtime_params=runtime_params) as s:
+                yield s
+        finally:
+            # kedro-mlflow leaves the run on MLflow's stack (a CLI process ends it at exit).
+            while mlflow.active_run() is not None:
+                mlflow.end_run()
+            mlflow.set_tracking_uri(previous[0])
+            mlflow.set_registry_uri(previous[1])
+            data.use_datasource_v2 = reader

@@ -9,6 +9,7 @@ path into one that another process (a Ray worker, a Serve replica) can open.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -172,9 +173,36 @@ def check_label_delay(params: dict[str, Any]) -> None:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """The `kedro run` in progress: what a node needs to start another run of the same
+    project (the daily pipeline's training, when due)."""
+
+    project_path: Path
+    env: str | None
+    runtime_params: dict[str, Any]
+
+
+_RUN: list[RunContext] = []  # the run of this process (a Kedro session runs once)
+
+
+def current_run() -> RunContext:
+    """The `kedro run` in progress (set when its context is created).
+
+    Raises:
+        RuntimeError: Outside a `kedro run`.
+    """
+    if not _RUN:
+        raise RuntimeError("no `kedro run` in progress in this process")
+    return _RUN[-1]
+
+
 class ParametersHook:
-    """Checks, before anything runs, what no single pipeline can check on its own."""
+    """Checks, before anything runs, what no single pipeline can check on its own, and
+    records the run (`current_run`)."""
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
+        runtime = dict(getattr(context.config_loader, "runtime_params", None) or {})
+        _RUN[:] = [RunContext(Path(context.project_path), context.env, runtime)]
         check_label_delay(context.params)

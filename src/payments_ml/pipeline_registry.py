@@ -8,19 +8,30 @@ from kedro.pipeline import Pipeline
 # Stages in run order; `kedro run` runs those that exist, in this order. `ingest` is
 # not one: it writes the same raw_transactions as data_gen, from a file of yours.
 STAGES = ("data_gen", "features", "training", "serving", "monitoring")
-# The features stage first resolves the labels that arrived (its merchant windows count
-# them); `--pipelines labels` runs that step alone.
-PART_OF = {"labels": "features"}
+# Pipelines made of others, in order. The features stage first resolves the labels that
+# arrived (its merchant windows count them; `--pipelines labels` runs that step alone).
+# The daily pipeline is one night: `kedro run --pipelines daily --params run_date=D`.
+COMPOSED = {
+    "features": ("labels", "features"),
+    "daily": ("data_gen", "labels", "features", "monitoring", "daily"),
+}
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register every pipeline package under payments_ml.pipelines and the default run."""
     pipelines = find_pipelines(raise_errors=True)
-    for part, stage in PART_OF.items():
-        if stage in pipelines:  # Kedro finds only the pipelines a run asks for
-            part_of = importlib.import_module(f"payments_ml.pipelines.{part}")
-            pipelines[stage] = part_of.create_pipeline() + pipelines[stage]
+    own = {name: pipelines.get(name) for name in COMPOSED}
+    for name, parts in COMPOSED.items():
+        if name in pipelines:  # Kedro finds only the pipelines a run asks for
+            pipelines[name] = sum((_own(part, own) for part in parts), Pipeline([]))
     pipelines["__default__"] = sum(
         (pipelines[name] for name in STAGES if name in pipelines), Pipeline([])
     )
     return pipelines
+
+
+def _own(name: str, own: dict[str, Pipeline | None]) -> Pipeline:
+    """The pipeline of the package ``name`` alone (not composed)."""
+    if own.get(name) is not None:
+        return own[name]
+    return importlib.import_module(f"payments_ml.pipelines.{name}").create_pipeline()

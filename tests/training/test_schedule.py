@@ -33,9 +33,15 @@ def test_training_is_due_every_n_days_of_data_or_when_forced(last, run, every, f
 @pytest.mark.parametrize("every", [0, -7, 1.5, True, "7"])
 def test_every_days_must_be_a_positive_integer(every):
     with pytest.raises(
-        ValueError, match=f"training.every_days must be a positive integer, got {every!r}"
+        ValueError, match=f"training.every_days must be a positive integer or null, got {every!r}"
     ):
         training_due(D, D, every)
+
+
+def test_without_every_days_training_runs_only_when_asked():
+    assert training_due(None, D, None) is False  # not even without a model
+    assert training_due(D, date(2026, 1, 1), None) is False
+    assert training_due(D, D, None, force=True) is True
 
 
 @pytest.fixture

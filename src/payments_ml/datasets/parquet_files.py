@@ -3,6 +3,7 @@ pandas Parquet table that may not exist yet."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 from kedro.io import AbstractDataset, DatasetError
 from kedro.io.core import get_protocol_and_path
+from kedro_datasets.json import JSONDataset
 from kedro_datasets.pandas import ParquetDataset
 
 
@@ -91,13 +93,27 @@ class ParquetFilesDataset(AbstractDataset[None, "pads.Dataset | None"]):
         return {"filepath": self._filepath, "partitioning": self._partitioning}
 
 
-class OptionalParquetDataset(ParquetDataset):
-    """kedro-datasets' ``pandas.ParquetDataset`` that loads an empty table while the file
-    does not exist yet: for a table some runs never write (``transaction_labels``, when
-    no labels feed has arrived), so its readers need not care which stage ran."""
+class _EmptyWhileMissing:
+    """Loads ``empty()`` while the dataset's file does not exist yet: for what some runs
+    never write (``transaction_labels`` before any labels feed, ``training_split`` before
+    the first training), so that its readers need not care which stage ran."""
 
-    def load(self) -> pd.DataFrame:
-        """The table, or an empty DataFrame while there is no file."""
-        if not self._exists():
-            return pd.DataFrame()
-        return super().load()
+    empty: Callable[[], Any]
+
+    def load(self) -> Any:
+        """The data, or ``empty()`` while there is no file."""
+        if not self._exists():  # type: ignore[attr-defined]
+            return self.empty()
+        return super().load()  # type: ignore[misc]
+
+
+class OptionalParquetDataset(_EmptyWhileMissing, ParquetDataset):
+    """kedro-datasets' ``pandas.ParquetDataset``: an empty DataFrame while missing."""
+
+    empty = pd.DataFrame
+
+
+class OptionalJSONDataset(_EmptyWhileMissing, JSONDataset):
+    """kedro-datasets' ``json.JSONDataset``: an empty dict while missing."""
+
+    empty = dict

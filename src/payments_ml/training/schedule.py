@@ -17,27 +17,32 @@ logger = logging.getLogger(__name__)
 
 
 def training_due(
-    last_trained_day: date | None, run_date: date, every_days: int, force: bool = False
+    last_trained_day: date | None, run_date: date, every_days: int | None, force: bool = False
 ) -> bool:
     """Whether the run of ``run_date`` trains a new model.
 
     Args:
         last_trained_day: Last day of the data the latest model saw; None: no model yet.
         run_date: The data day the run processes.
-        every_days: Days of data between two trainings (``training.every_days``).
+        every_days: Days of data between two trainings (``training.every_days``); None:
+            only when asked.
         force: Train whatever the dates say (``training.force``).
 
     Returns:
-        True when forced, when there is no model yet, or when ``run_date`` is at least
-        ``every_days`` days after ``last_trained_day``; False for an earlier day (a
-        backfill before the model's data: it has seen newer days).
+        True when forced; with ``every_days``, when there is no model yet, or when
+        ``run_date`` is at least ``every_days`` days after ``last_trained_day``; False
+        for an earlier day (a backfill before the model's data: it has seen newer days).
 
     Raises:
         ValueError: ``every_days`` is not a positive integer.
     """
+    if every_days is None or force:
+        return force
     if isinstance(every_days, bool) or not isinstance(every_days, int) or every_days < 1:
-        raise ValueError(f"training.every_days must be a positive integer, got {every_days!r}")
-    if force or last_trained_day is None:
+        raise ValueError(
+            f"training.every_days must be a positive integer or null, got {every_days!r}"
+        )
+    if last_trained_day is None:
         return True
     return (run_date - last_trained_day).days >= every_days
 
@@ -88,7 +93,8 @@ def is_training_due(training: dict[str, Any], run_date: date | str, client: Any 
     """
     day = date.fromisoformat(run_date) if isinstance(run_date, str) else run_date
     every_days, force = training.get("every_days", 7), bool(training.get("force", False))
-    last = None if force else last_trained_day(training["registry"]["model_name"], client)
+    manual = force or every_days is None
+    last = None if manual else last_trained_day(training["registry"]["model_name"], client)
     due = training_due(last, day, every_days, force)
     logger.info(
         "Training %s for %s: %s",
@@ -96,6 +102,8 @@ def is_training_due(training: dict[str, Any], run_date: date | str, client: Any 
         day,
         "forced (training.force)"
         if force
+        else "training.every_days is null: only when asked (training.force)"
+        if every_days is None
         else "no model registered yet"
         if last is None
         else f"latest model's data ends {last}, every {every_days} day(s)",

@@ -18,7 +18,7 @@ from payments_ml.contracts import to_arrow
 from payments_ml.monitoring import alerts as al
 from tests.monitoring import synthetic as syn
 from tests.pipelines.monitoring.conftest import split_of_28_days
-from tests.project import scratch_project
+from tests.project import in_process_session, scratch_project
 
 PARAMS = {"monitoring": {"as_of": "2025-07-15T00:00:00Z", "drift": {"min_rows": 200}}}
 
@@ -56,35 +56,9 @@ def project(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def kedro_session(project, ray_session, monkeypatch):
-    """A session of the scratch project; MLflow's process-wide state restored afterwards."""
-    import mlflow  # noqa: PLC0415
-    from kedro.framework.project import configure_project  # noqa: PLC0415
-    from kedro.framework.session import KedroSession  # noqa: PLC0415
-    from mlflow.tracking._model_registry import utils as registry  # noqa: PLC0415
-    from mlflow.tracking._tracking_service import utils as tracking  # noqa: PLC0415
-
-    # The URIs as set (None: MLflow's default), not as resolved against the working folder.
-    previous = tracking._tracking_uri, registry._registry_uri
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME"):
-        monkeypatch.setenv(name, "")
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(project)  # relative data paths and ${project_path:} resolve here
-    configure_project("payments_ml", preserve_logging=True)
-    # ray.yml's Ray Data settings, which the Ray hook applies only to a cluster it starts.
-    data = ray_session.data.DataContext.get_current()
-    reader = data.use_datasource_v2
-    data.use_datasource_v2 = False
-    try:
-        with KedroSession.create(project_path=project, runtime_params=PARAMS) as session:
-            yield session
-    finally:
-        # kedro-mlflow leaves the run on MLflow's stack (a CLI process ends it at exit).
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
-        data.use_datasource_v2 = reader
+def kedro_session(project, ray_session):
+    with in_process_session(project, PARAMS, ray_session) as session:
+        yield session
 
 
 def test_kedro_run_monitoring_writes_reports_alerts_and_mlflow_metrics(

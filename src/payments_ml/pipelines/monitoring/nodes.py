@@ -83,6 +83,8 @@ def measure_drift(
     training set's last ``drift.recent_days``.
     """
     drift = params["drift"]
+    if not training_split:
+        return _no_model_yet()
     days = fw.day_of(fw.to_ns(training_set["event_timestamp"]))
     train = [training_split["fit_window"][0], training_split["valid_window"][1]]
     recent = _iso([int(days.max()) - drift["recent_days"] + 1, int(days.max())])
@@ -164,8 +166,13 @@ def raise_alerts(
 
 
 def run_moment(params: dict[str, Any]) -> dt.datetime:
-    """``monitoring.as_of`` as an aware UTC datetime, or the clock when it is null."""
+    """``monitoring.as_of`` as an aware UTC datetime; when it is null, the midnight after
+    ``monitoring.run_date`` (the daily run's day), or else the clock."""
     value = params.get("as_of")
+    if value in (None, "") and params.get("run_date"):
+        return pd.Timestamp(str(params["run_date"]), tz="UTC").to_pydatetime() + dt.timedelta(
+            days=1
+        )
     if value in (None, ""):
         return dt.datetime.now(dt.UTC)
     try:
@@ -177,6 +184,13 @@ def run_moment(params: dict[str, Any]) -> dt.datetime:
         ) from err
     moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
     return moment.to_pydatetime()
+
+
+def _no_model_yet() -> dict[str, Any]:
+    """Drift before the first training: nothing to compare with (the alerts say so)."""
+    reason = "no model trained yet (run the training pipeline)"
+    logger.info("Drift not checked: %s", reason)
+    return {section: {"status": "skipped", "reason": reason} for section in dr.DRIFT_SECTIONS}
 
 
 def _label_table(labels: pd.DataFrame) -> pa.Table | None:
