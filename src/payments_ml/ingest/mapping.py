@@ -5,6 +5,10 @@ against the source's header; :func:`map_table` maps one batch of source rows ont
 contract's columns. A value that cannot be mapped (no id, an unparseable timestamp, an
 unknown label) does not stop the run: the row keeps going with ``quarantine_reason``
 set (``column: check``) and the raw source values in ``source_record``.
+
+A labels file (``ingest.labels``, a :class:`LabelsPlan`) is read and checked the same
+way and :func:`map_labels` maps its rows onto the labels feed's reports
+(:data:`payments_ml.labels.feed.FEED_SCHEMA`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import fsspec
 import numpy as np
@@ -25,12 +29,18 @@ import pyarrow.fs as pa_fs
 
 from payments_ml.config import absolute_path
 from payments_ml.contracts import ARROW_TYPES, CONTRACT_COLUMNS, QUARANTINE_REASON
+from payments_ml.labels.feed import FEED_COLUMNS, FEED_SCHEMA
 
 SOURCE_RECORD = "source_record"
 NO_DATE = "unknown"  # event_date of quarantined rows whose timestamp did not map
 ID_COLUMNS = ("customer_id", "card_id", "merchant_id")
 REQUIRED = ("transaction_id", "customer_id", "merchant_id", "amount", "is_fraud")
 OPTIONAL = ("card_id", "label_available_at", "fraud_scenario", "event_timestamp")
+DEFAULT_REPORT_SOURCE = "labels_file"  # `source` of reports when the labels file has none
+# Rows of a labels file, mapped: the feed's columns, then why a row did not map.
+LABELS_FILE_SCHEMA = FEED_SCHEMA.append(pa.field(QUARANTINE_REASON, pa.string())).append(
+    pa.field(SOURCE_RECORD, pa.string())
+)
 # Nanoseconds per unit of numeric timestamps (offsets from `origin`, else from the epoch).
 TIMESTAMP_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3, "h": 3_600 * 10**9, "d": 86_400 * 10**9}
 EXTRA_TYPES = {
@@ -54,7 +64,9 @@ _KEYS = {
     "catalogues",
     "partitions",
     "batch_rows",
+    "labels",
 }
+_LABELS_KEYS = {"path", "format", "fs_args", "csv", "columns", "timestamp", "label", "source"}
 _CSV_KEYS = {"delimiter", "quote_char", "escape_char", "encoding", "skip_rows", "null_values"}
 _TIMESTAMP_KEYS = {"column", "unit", "origin", "format", "timezone"}
 _CATALOGUES = ("customers", "cards", "merchants")
@@ -64,70 +76,43 @@ _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _INT64_MAX = 2**63 - 1
 _NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _TRUE = ("true", "t", "1", "yes", "y")  # carried bool columns
+_NOT_A_LABEL = "is_fraud: not in label.true_values/false_values"
 _FALSE = ("false", "f", "0", "no", "n")
 
 
 @dataclasses.dataclass(frozen=True)
-class IngestPlan:
-    """How to read the source and map it onto the contract; built by :func:`plan_ingest`.
+class SourcePlan:
+    """A file (or folder of files) to read and map: the transactions or the labels file.
 
     Attributes:
         path: The source: a file or a folder of files; local paths are absolute.
         format: ``csv`` or ``parquet``.
-        columns: Contract column -> source column, for the columns the source provides
-            (``event_timestamp`` included; ``card_id`` absent means "the customer's id").
+        columns: Output column -> source column, for the columns the source provides
+            (the time column included).
         timestamp: ``unit``, ``origin``, ``format`` and ``timezone`` of the timestamps.
-        ids: ``int`` (the value is an integer) or ``hash`` per id column.
         true_values: Label values meaning fraud (lower case).
         false_values: Label values meaning genuine (lower case).
-        label_delay_days: Delay until a label is known, where the source has none.
-        extra_columns: Output name -> (source column, type) of the columns carried along.
-        catalogues: Carried columns that describe a customer, card or merchant.
         csv: Reading options of CSV sources.
         fs_args: fsspec filesystem arguments (credentials, endpoint).
-        partitions: Partitions of the contract check; ``None``: 2 per cluster CPU.
         batch_rows: Rows mapped per Ray task (the reader's blocks are bundled up to it).
     """
+
+    where: ClassVar[str] = "ingest"  # the parameters' key, named in messages
 
     path: str
     format: str
     columns: dict[str, str]
     timestamp: dict[str, Any]
-    ids: dict[str, str]
     true_values: tuple[str, ...]
     false_values: tuple[str, ...]
-    label_delay_days: float
-    extra_columns: dict[str, tuple[str, str]]
-    catalogues: dict[str, tuple[str, ...]]
     csv: dict[str, Any]
     fs_args: dict[str, Any]
-    partitions: int | None
     batch_rows: int
 
     @property
     def source_columns(self) -> list[str]:
         """Source columns to read, each once, in mapping order."""
-        wanted = [*self.columns.values(), *(src for src, _ in self.extra_columns.values())]
-        return list(dict.fromkeys(wanted))
-
-    @property
-    def source_id_columns(self) -> list[str]:
-        """Output columns keeping the source's text of hashed ids (``source_<id column>``)."""
-        return [f"source_{name}" for name in ID_COLUMNS if name in self.hashed_ids]
-
-    @property
-    def hashed_ids(self) -> list[str]:
-        """Id columns mapped through the hash, among those the source provides."""
-        return [n for n in ID_COLUMNS if n in self.columns and self.ids[n] == "hash"]
-
-    def arrow_schema(self) -> pa.Schema:
-        """Schema of mapped rows: contract, event_date, carried columns, reason, record."""
-        fields = [pa.field(name, ARROW_TYPES[name]) for name in CONTRACT_COLUMNS]
-        fields.append(pa.field("event_date", pa.string()))
-        fields += [pa.field(n, EXTRA_TYPES[t]) for n, (_, t) in self.extra_columns.items()]
-        fields += [pa.field(name, pa.string()) for name in self.source_id_columns]
-        fields += [pa.field(QUARANTINE_REASON, pa.string()), pa.field(SOURCE_RECORD, pa.string())]
-        return pa.schema(fields)
+        return list(dict.fromkeys(self.columns.values()))
 
     def filesystem(self) -> pa_fs.FileSystem | None:
         """A pyarrow filesystem for non-local sources (``None``: the local one)."""
@@ -162,6 +147,69 @@ class IngestPlan:
         }
 
 
+@dataclasses.dataclass(frozen=True)
+class LabelsPlan(SourcePlan):
+    """How to read a labels file and map it onto the feed's reports (``ingest.labels``).
+
+    ``columns`` maps ``transaction_id``, ``is_fraud``, ``reported_at`` and, when the file
+    has one, ``source``; ``source`` is the reports' source otherwise.
+    """
+
+    where: ClassVar[str] = "ingest.labels"
+
+    source: str = DEFAULT_REPORT_SOURCE
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestPlan(SourcePlan):
+    """How to read the source and map it onto the contract; built by :func:`plan_ingest`.
+
+    The attributes of :class:`SourcePlan` (``columns``: contract column -> source column,
+    ``event_timestamp`` included; ``card_id`` absent means "the customer's id"; no
+    ``is_fraud`` means "genuine unless the labels file says otherwise"), and:
+
+    Attributes:
+        ids: ``int`` (the value is an integer) or ``hash`` per id column.
+        label_delay_days: Delay until a label is known, where the source has none.
+        extra_columns: Output name -> (source column, type) of the columns carried along.
+        catalogues: Carried columns that describe a customer, card or merchant.
+        partitions: Partitions of the contract check; ``None``: 2 per cluster CPU.
+        labels: The labels file, if there is one (``ingest.labels``).
+    """
+
+    ids: dict[str, str] = dataclasses.field(default_factory=dict)
+    label_delay_days: float = 7.0
+    extra_columns: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    catalogues: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    partitions: int | None = None
+    labels: LabelsPlan | None = None
+
+    @property
+    def source_columns(self) -> list[str]:
+        """Source columns to read, each once, in mapping order."""
+        wanted = [*self.columns.values(), *(src for src, _ in self.extra_columns.values())]
+        return list(dict.fromkeys(wanted))
+
+    @property
+    def source_id_columns(self) -> list[str]:
+        """Output columns keeping the source's text of hashed ids (``source_<id column>``)."""
+        return [f"source_{name}" for name in ID_COLUMNS if name in self.hashed_ids]
+
+    @property
+    def hashed_ids(self) -> list[str]:
+        """Id columns mapped through the hash, among those the source provides."""
+        return [n for n in ID_COLUMNS if n in self.columns and self.ids[n] == "hash"]
+
+    def arrow_schema(self) -> pa.Schema:
+        """Schema of mapped rows: contract, event_date, carried columns, reason, record."""
+        fields = [pa.field(name, ARROW_TYPES[name]) for name in CONTRACT_COLUMNS]
+        fields.append(pa.field("event_date", pa.string()))
+        fields += [pa.field(n, EXTRA_TYPES[t]) for n, (_, t) in self.extra_columns.items()]
+        fields += [pa.field(name, pa.string()) for name in self.source_id_columns]
+        fields += [pa.field(QUARANTINE_REASON, pa.string()), pa.field(SOURCE_RECORD, pa.string())]
+        return pa.schema(fields)
+
+
 def plan_ingest(params: dict[str, Any]) -> IngestPlan:
     """Check the mapping in ``parameters_ingest.yml`` against the source's header.
 
@@ -181,23 +229,16 @@ def plan_ingest(params: dict[str, Any]) -> IngestPlan:
             key and what to write instead.
     """
     _check_keys(params, _KEYS, "ingest")
-    path = params.get("path")
-    if not path:
-        raise ValueError("ingest.path is empty: set it to the CSV or Parquet file to ingest")
-    path = absolute_path(path)
-    fs_args = dict(params.get("fs_args") or {})
-    csv = dict(params.get("csv") or {})
-    _check_keys(csv, _CSV_KEYS, "ingest.csv")
-    if ".tsv" in path.lower():
-        csv.setdefault("delimiter", "\t")
-    timestamp, ts_column = _timestamp_spec(params)
-    columns = _columns(params.get("columns") or {}, ts_column)
+    path, csv, fs_args = _file_spec(params, "ingest", {}, "the CSV or Parquet file to ingest")
+    partitions, batch_rows = _sizes(params)
+    labels = _labels_plan(params.get("labels"), fs_args, batch_rows)
+    timestamp, ts_column = _timestamp_spec(params, "ingest", "event_timestamp")
+    columns = _columns(params.get("columns") or {}, ts_column, labelled=labels is not None)
     ids = _id_types(params.get("ids") or {})
-    true_values, false_values = _label_values_of(params)
+    true_values, false_values = _label_values_of(params, "ingest")
     delay = float(params.get("label_delay_days", 7))
     if delay < 0:
         raise ValueError(f"ingest.label_delay_days must be >= 0, got {delay}")
-    partitions, batch_rows = _sizes(params)
     plan = IngestPlan(
         path=path,
         format="",
@@ -207,43 +248,95 @@ def plan_ingest(params: dict[str, Any]) -> IngestPlan:
         true_values=true_values,
         false_values=false_values,
         label_delay_days=delay,
-        extra_columns={},
-        catalogues={},
         csv=csv,
         fs_args=fs_args,
         partitions=partitions,
         batch_rows=batch_rows,
+        labels=labels,
     )
     return _with_source(plan, params)
+
+
+def _file_spec(
+    params: dict[str, Any], where: str, fs_args: dict[str, Any], what: str
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``path`` (absolute when local), ``csv`` options and ``fs_args`` (default: the
+    given ones) of a source's parameters, checked."""
+    path = params.get("path")
+    if not path:
+        raise ValueError(f"{where}.path is empty: set it to {what}")
+    path = absolute_path(str(path))
+    csv = dict(params.get("csv") or {})
+    _check_keys(csv, _CSV_KEYS, f"{where}.csv")
+    if ".tsv" in path.lower():
+        csv.setdefault("delimiter", "\t")
+    return path, csv, dict(params.get("fs_args") or fs_args)
 
 
 def _with_source(plan: IngestPlan, params: dict[str, Any]) -> IngestPlan:
     """The plan completed from the source itself: its format, carried columns' types,
     and a check that every column the mapping names is there."""
-    fmt = _source_format(plan, str(params.get("format") or "auto"))
-    plan = dataclasses.replace(plan, format=fmt)
+    plan = dataclasses.replace(plan, format=_source_format(plan, params.get("format")))
     schema = _source_schema(plan)
     extras = _extra_columns(params.get("extra_columns") or {}, schema, plan)
     catalogues = _catalogue_columns(params.get("catalogues") or {}, extras)
     plan = dataclasses.replace(plan, extra_columns=extras, catalogues=catalogues)
-    missing = [c for c in plan.source_columns if c not in schema.names]
-    if missing:
-        raise ValueError(
-            f"ingest: source column(s) {missing} not in {plan.path}; it has {schema.names}. "
-            "Fix ingest.columns / ingest.timestamp.column / ingest.extra_columns."
-        )
+    _check_source_columns(plan, schema, "ingest.columns / .timestamp.column / .extra_columns")
     return plan
 
 
-def _label_values_of(params: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """``ingest.label``'s true and false values (lower-cased), which must not overlap."""
+def _labels_plan(
+    params: dict[str, Any] | None, fs_args: dict[str, Any], batch_rows: int
+) -> LabelsPlan | None:
+    """``ingest.labels`` checked against the labels file's header (None: no labels file)."""
+    if params is None:
+        return None
+    where = LabelsPlan.where
+    if not isinstance(params, dict):
+        raise ValueError(
+            f"{where} must be null (labels inline) or a mapping with path and columns, "
+            f"got {params!r}"
+        )
+    _check_keys(params, _LABELS_KEYS, where)
+    what = f"the labels file (CSV or Parquet), or set {where} to null"
+    path, csv, fs_args = _file_spec(params, where, fs_args, what)
+    timestamp, ts_column = _timestamp_spec(params, where, "reported_at")
+    true_values, false_values = _label_values_of(params, where)
+    plan = LabelsPlan(
+        path=path,
+        format="",
+        columns=_report_columns(params.get("columns") or {}, ts_column),
+        timestamp=timestamp,
+        true_values=true_values,
+        false_values=false_values,
+        csv=csv,
+        fs_args=fs_args,
+        batch_rows=batch_rows,
+        source=str(params.get("source") or DEFAULT_REPORT_SOURCE),
+    )
+    plan = dataclasses.replace(plan, format=_source_format(plan, params.get("format")))
+    _check_source_columns(plan, _source_schema(plan), f"{where}.columns / .timestamp.column")
+    return plan
+
+
+def _check_source_columns(plan: SourcePlan, schema: pa.Schema, keys: str) -> None:
+    missing = [c for c in plan.source_columns if c not in schema.names]
+    if missing:
+        raise ValueError(
+            f"{plan.where}: source column(s) {missing} not in {plan.path}; it has "
+            f"{schema.names}. Fix {keys}."
+        )
+
+
+def _label_values_of(params: dict[str, Any], where: str) -> tuple[list[str], list[str]]:
+    """``<where>.label``'s true and false values (lower-cased), which must not overlap."""
     label = dict(params.get("label") or {})
-    _check_keys(label, {"true_values", "false_values"}, "ingest.label")
+    _check_keys(label, {"true_values", "false_values"}, f"{where}.label")
     true_values = _label_values(label.get("true_values", ["1", "true", "t", "yes", "y"]))
     false_values = _label_values(label.get("false_values", ["0", "false", "f", "no", "n"]))
     if set(true_values) & set(false_values):
         raise ValueError(
-            "ingest.label: true_values and false_values share "
+            f"{where}.label: true_values and false_values share "
             f"{sorted(set(true_values) & set(false_values))}; a value can mean only one"
         )
     return true_values, false_values
@@ -331,17 +424,18 @@ def _map_ids(source: pa.Table, plan: IngestPlan) -> _Mapped:
 
 
 def _map_amount_and_labels(source: pa.Table, plan: IngestPlan, ts: pa.Array) -> _Mapped:
-    """``amount``, ``is_fraud`` and ``label_available_at`` (the source's, or the event time plus the
-    label delay; a row without a label time, never reported, is final after the delay)."""
+    """``amount``, ``is_fraud`` (false without a label column: the labels file decides) and
+    ``label_available_at`` (the source's, or the event time plus the label delay; a row
+    without a label time, never reported, is final after the delay)."""
     col = plan.columns
     out, problems = {}, []
     out["amount"], missing, bad = _numbers(source[col["amount"]])
     problems += [(missing, "amount: null"), (bad, "amount: not a number")]
-    out["is_fraud"], missing, bad = _labels(source[col["is_fraud"]], plan)
-    problems += [
-        (missing, "is_fraud: null"),
-        (bad, "is_fraud: not in label.true_values/false_values"),
-    ]
+    if "is_fraud" in col:
+        out["is_fraud"], missing, bad = _labels(source[col["is_fraud"]], plan)
+        problems += [(missing, "is_fraud: null"), (bad, _NOT_A_LABEL)]
+    else:  # the labels file decides: genuine as far as anyone knows, until a report
+        out["is_fraud"] = pa.array(np.zeros(len(source), dtype=bool))
     by_default = pc.add(ts, pa.scalar(_delay_ns(plan), pa.duration("ns")))
     if "label_available_at" in col:
         label_at, _, bad = _timestamps(source[col["label_available_at"]], plan.timestamp)
@@ -350,6 +444,44 @@ def _map_amount_and_labels(source: pa.Table, plan: IngestPlan, ts: pa.Array) -> 
     else:
         out["label_available_at"] = by_default
     return out, problems
+
+
+def map_labels(source: pa.Table, plan: LabelsPlan) -> pa.Table:
+    """Map rows of a labels file onto the feed's reports, naming every value that does not map.
+
+    Args:
+        source: Rows of the labels file with (at least) ``plan.source_columns``.
+        plan: ``IngestPlan.labels``, from :func:`plan_ingest`.
+
+    Returns:
+        One row per source row, in order, with the schema :data:`LABELS_FILE_SCHEMA`:
+        the feed's columns, and for a row that did not map (no id, no or an unparseable
+        time, an unknown verdict) each failed check in ``quarantine_reason`` and its raw
+        values, as JSON, in ``source_record``.
+    """
+    col = plan.columns
+    tx = _text(source[col["transaction_id"]])
+    at, missing_at, bad_at = _timestamps(source[col["reported_at"]], plan.timestamp)
+    verdict, missing_verdict, bad_verdict = _labels(source[col["is_fraud"]], plan)
+    given = _text(source[col["source"]]) if "source" in col else pa.nulls(len(source), pa.string())
+    blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(given), ""), True)
+    origin = pc.if_else(blank, pa.scalar(plan.source, pa.string()), given)
+    reasons, failed = _join_reasons(
+        [
+            (_nulls(tx), "transaction_id: null"),
+            (missing_at, "reported_at: null"),
+            (bad_at, f"reported_at: not a timestamp ({plan.timestamp['unit']})"),
+            (missing_verdict, "is_fraud: null"),
+            (bad_verdict, _NOT_A_LABEL),
+        ],
+        len(source),
+    )
+    record = _source_records(source, plan.source_columns, failed)
+    columns = [tx, verdict, at, origin, reasons, record]
+    return pa.table(
+        [c.cast(f.type) for c, f in zip(columns, LABELS_FILE_SCHEMA, strict=True)],
+        schema=LABELS_FILE_SCHEMA,
+    )
 
 
 def hash_ids(text: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -386,65 +518,96 @@ def _check_keys(section: dict[str, Any], known: set[str], where: str) -> None:
         raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
 
 
-def _timestamp_spec(params: dict[str, Any]) -> tuple[dict[str, Any], str]:
+def _timestamp_spec(
+    params: dict[str, Any], where: str, time_column: str
+) -> tuple[dict[str, Any], str]:
+    """``<where>.timestamp`` checked, and the source column of ``time_column`` (named there
+    or in ``<where>.columns``)."""
     spec = dict(params.get("timestamp") or {})
-    _check_keys(spec, _TIMESTAMP_KEYS, "ingest.timestamp")
-    alias = (params.get("columns") or {}).get("event_timestamp")
+    _check_keys(spec, _TIMESTAMP_KEYS, f"{where}.timestamp")
+    alias = (params.get("columns") or {}).get(time_column)
     column = spec.get("column") or alias
     if alias and spec.get("column") and alias != spec["column"]:
         raise ValueError(
-            f"ingest: timestamp.column {spec['column']!r} and columns.event_timestamp "
+            f"{where}: timestamp.column {spec['column']!r} and columns.{time_column} "
             f"{alias!r} disagree; keep one of them"
         )
     if not column:
         raise ValueError(
-            "ingest.timestamp.column is empty: name the source column of the authorisation time"
+            f"{where}.timestamp.column is empty: name the source column of {time_column}"
         )
     unit = str(spec.get("unit", "iso"))
     if unit != "iso" and unit not in TIMESTAMP_UNITS:
         raise ValueError(
-            f"ingest.timestamp.unit must be 'iso' or one of {sorted(TIMESTAMP_UNITS)}, got {unit!r}"
+            f"{where}.timestamp.unit must be 'iso' or one of {sorted(TIMESTAMP_UNITS)}, "
+            f"got {unit!r}"
         )
     timezone = str(spec.get("timezone") or "UTC")
     try:
         pd.Timestamp("2000-01-01", tz=timezone)
     except Exception as err:
         raise ValueError(
-            f"ingest.timestamp.timezone: unknown time zone {timezone!r}; use an IANA name "
+            f"{where}.timestamp.timezone: unknown time zone {timezone!r}; use an IANA name "
             "such as 'UTC' or 'Europe/Paris'"
         ) from err
     origin = spec.get("origin")
     if origin is not None:
         if unit == "iso":
             raise ValueError(
-                "ingest.timestamp.origin applies to numeric offsets: set unit to s, ms, us, "
+                f"{where}.timestamp.origin applies to numeric offsets: set unit to s, ms, us, "
                 "h or d, or remove origin"
             )
         try:
             stamp = pd.Timestamp(str(origin))
         except ValueError as err:
             raise ValueError(
-                f"ingest.timestamp.origin must be an ISO date or time, got {origin!r}"
+                f"{where}.timestamp.origin must be an ISO date or time, got {origin!r}"
             ) from err
         stamp = stamp.tz_localize(timezone) if stamp.tzinfo is None else stamp
         origin = stamp.tz_convert("UTC").isoformat()
     fmt = spec.get("format")
     if fmt is not None and unit != "iso":
-        raise ValueError("ingest.timestamp.format (a strptime pattern) needs unit: iso")
+        raise ValueError(f"{where}.timestamp.format (a strptime pattern) needs unit: iso")
     return {"unit": unit, "origin": origin, "format": fmt, "timezone": timezone}, str(column)
 
 
-def _columns(columns: dict[str, Any], ts_column: str) -> dict[str, str]:
+def _columns(columns: dict[str, Any], ts_column: str, labelled: bool) -> dict[str, str]:
+    """Contract column -> source column; ``is_fraud`` may be left out when a labels file
+    (``labelled``) gives the labels."""
     known = set(REQUIRED) | set(OPTIONAL)
     _check_keys(columns, known, "ingest.columns")
-    missing = [name for name in REQUIRED if not columns.get(name)]
+    if not columns.get("is_fraud") and not labelled:
+        raise ValueError(
+            "ingest.columns.is_fraud is empty and there is no labels file: name the source "
+            "column of the fraud label, or configure the labels file under ingest.labels"
+        )
+    missing = [name for name in REQUIRED if name != "is_fraud" and not columns.get(name)]
     if missing:
         raise ValueError(
             f"ingest.columns: {missing} must name a source column (contract name: source "
             "column); only card_id, label_available_at and fraud_scenario may be null"
         )
+    if columns.get("fraud_scenario") and not columns.get("is_fraud"):
+        raise ValueError(
+            "ingest.columns.fraud_scenario needs ingest.columns.is_fraud (a scenario only "
+            "describes a fraud row); set fraud_scenario to null"
+        )
     mapped = {name: str(src) for name, src in columns.items() if src}
     mapped["event_timestamp"] = ts_column
+    return mapped
+
+
+def _report_columns(columns: dict[str, Any], ts_column: str) -> dict[str, str]:
+    """Feed column -> column of the labels file; ``source`` may be left out."""
+    _check_keys(columns, set(FEED_COLUMNS), "ingest.labels.columns")
+    missing = [name for name in ("transaction_id", "is_fraud") if not columns.get(name)]
+    if missing:
+        raise ValueError(
+            f"ingest.labels.columns: {missing} must name a column of the labels file; only "
+            "source may be null (then each report's source is ingest.labels.source)"
+        )
+    mapped = {name: str(src) for name, src in columns.items() if src}
+    mapped["reported_at"] = ts_column
     return mapped
 
 
@@ -474,11 +637,12 @@ def _flag_text(value: Any) -> str:
     return str(value).strip().lower()
 
 
-def _source_format(plan: IngestPlan, fmt: str) -> str:
+def _source_format(plan: SourcePlan, fmt: str | None) -> str:
+    fmt = str(fmt or "auto")
     if fmt in ("csv", "parquet"):
         return fmt
     if fmt != "auto":
-        raise ValueError(f"ingest.format must be auto, csv or parquet, got {fmt!r}")
+        raise ValueError(f"{plan.where}.format must be auto, csv or parquet, got {fmt!r}")
     name = plan.path.lower().rstrip("/")
     for suffix in _COMPRESSION:
         name = name.removesuffix(suffix)
@@ -494,19 +658,19 @@ def _source_format(plan: IngestPlan, fmt: str) -> str:
         if any(f.endswith(_CSV_SUFFIXES) for f in files):
             return "csv"
     raise ValueError(
-        f"ingest.format: cannot tell the format of {plan.path} from its name; "
-        "set ingest.format to csv or parquet"
+        f"{plan.where}.format: cannot tell the format of {plan.path} from its name; "
+        f"set {plan.where}.format to csv or parquet"
     )
 
 
-def source_files(plan: IngestPlan) -> list[str] | None:
+def source_files(plan: SourcePlan) -> list[str] | None:
     """The data files of a folder source, by suffix (``None``: the source is one file).
 
     Exports often hold more than data (Spark's ``_SUCCESS``, ``.crc`` files).
     """
     fs, path = fsspec.core.url_to_fs(plan.path, **plan.fs_args)
     if not fs.exists(path):
-        raise ValueError(f"ingest.path: {plan.path} does not exist; point it at your file")
+        raise ValueError(f"{plan.where}.path: {plan.path} does not exist; point it at your file")
     if not fs.isdir(path):
         return None
     suffixes = _CSV_SUFFIXES if plan.format == "csv" else _PARQUET_SUFFIXES
@@ -517,27 +681,32 @@ def source_files(plan: IngestPlan) -> list[str] | None:
     )
     if not files:
         raise ValueError(
-            f"ingest.path: no {plan.format} files ({', '.join(suffixes)}) in {plan.path}"
+            f"{plan.where}.path: no {plan.format} files ({', '.join(suffixes)}) in {plan.path}"
         )
     protocol, _ = fsspec.core.split_protocol(plan.path)
     return [f if protocol in (None, "file", "local") else f"{protocol}://{f}" for f in files]
 
 
-def _source_schema(plan: IngestPlan) -> pa.Schema:
+def _source_schema(plan: SourcePlan) -> pa.Schema:
     """Column names and (for CSV: guessed from the first rows) types of the source."""
     files = source_files(plan)
     fs, path = fsspec.core.url_to_fs(plan.path, **plan.fs_args)
-    if plan.format == "parquet":
-        return pa_ds.dataset(
-            path,
-            format="parquet",
-            filesystem=pa_fs.PyFileSystem(pa_fs.FSSpecHandler(fs)),
-            partitioning="hive",
-        ).schema
     first = files[0] if files else plan.path
-    with fsspec.open(first, "rb", compression="infer", **plan.fs_args) as f:
-        reader = pa_csv.open_csv(f, **plan.csv_options(infer=True))
-        return reader.schema
+    try:
+        if plan.format == "parquet":
+            return pa_ds.dataset(
+                path,
+                format="parquet",
+                filesystem=pa_fs.PyFileSystem(pa_fs.FSSpecHandler(fs)),
+                partitioning="hive",
+            ).schema
+        with fsspec.open(first, "rb", compression="infer", **plan.fs_args) as f:
+            return pa_csv.open_csv(f, **plan.csv_options(infer=True)).schema
+    except (pa.ArrowInvalid, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{plan.where}.path: cannot read the header of {first} as {plan.format} ({err}); "
+            f"check the file, {plan.where}.format and {plan.where}.csv"
+        ) from err
 
 
 def _extra_columns(
@@ -686,7 +855,7 @@ def _integers(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray,
 
 
 def _labels(
-    values: pa.Array | pa.ChunkedArray, plan: IngestPlan
+    values: pa.Array | pa.ChunkedArray, plan: SourcePlan
 ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     text = pc.utf8_lower(pc.utf8_trim_whitespace(_text(values)))
     is_true = pc.is_in(text, value_set=pa.array(plan.true_values, pa.string()))

@@ -12,7 +12,8 @@ import pyarrow.csv as pa_csv
 import pytest
 
 from payments_ml.config import load_parameters
-from payments_ml.ingest.mapping import IngestPlan, map_table, plan_ingest
+from payments_ml.ingest.mapping import IngestPlan, LabelsPlan, map_labels, map_table, plan_ingest
+from payments_ml.labels.feed import FEED_COLUMNS
 from tests.conftest import PROJECT_ROOT
 
 BASE = {
@@ -342,3 +343,121 @@ def test_carried_columns_are_typed_and_bad_values_become_null(tmp_path):
     assert mapped["online"].tolist()[:2] == [True, False] and pd.isna(mapped["online"][2])
     assert mapped["fraud_scenario"].tolist()[:2] == [None, None]
     assert mapped["quarantine_reason"].isna().all()  # carried columns never quarantine
+
+
+# -- a labels file --------------------------------------------------------------------------
+
+LABELS = {
+    "columns": {"transaction_id": "txn", "is_fraud": "verdict", "reported_at": "reported"},
+    "timestamp": {"format": "%d/%m/%Y %H:%M", "timezone": "Europe/Paris"},
+    "label": {"true_values": ["fraud"], "false_values": ["legit"]},
+}
+
+
+def _labels_plan(tmp_path: Path, rows: list[list], **labels) -> LabelsPlan:
+    """The labels file of ``rows`` (txn, verdict, reported, channel) planned beside a
+    transactions file without labels."""
+    path = tmp_path / "labels.csv"
+    pd.DataFrame(rows, columns=["txn", "verdict", "reported", "channel"]).to_csv(path, index=False)
+    spec = {**LABELS, "path": str(path), **labels}
+    return _plan(tmp_path, _source(), columns={"is_fraud": None}, labels=spec).labels
+
+
+def _map_labels(plan: LabelsPlan) -> pd.DataFrame:
+    mapped = map_labels(pa_csv.read_csv(plan.path, **plan.csv_options()), plan)
+    return mapped.to_pandas()
+
+
+def test_without_is_fraud_the_transactions_are_genuine_until_a_report(tmp_path):
+    spec = {**LABELS, "path": str(tmp_path / "labels.csv")}
+    pd.DataFrame({"txn": ["t0"], "verdict": ["fraud"], "reported": ["03/03/2025 09:00"]}).to_csv(
+        spec["path"], index=False
+    )
+    source = _source().drop(columns="fraud")
+    plan = _plan(tmp_path, source, columns={"is_fraud": None}, labels=spec, label_delay_days=2)
+    assert "is_fraud" not in plan.columns and "fraud" not in plan.source_columns
+    assert plan.labels.columns == {
+        "transaction_id": "txn",
+        "is_fraud": "verdict",
+        "reported_at": "reported",
+    }
+    mapped = _map(plan)
+    assert mapped["quarantine_reason"].isna().all()
+    assert not mapped["is_fraud"].any()  # genuine as far as known: the feed decides
+    assert (mapped["label_available_at"] == pd.Timestamp("2025-03-03 10:00", tz="UTC")).all()
+
+
+def test_without_is_fraud_and_without_a_labels_file_the_plan_says_what_to_set(tmp_path):
+    message = r"ingest.columns.is_fraud is empty and there is no labels file: .*ingest.labels"
+    with pytest.raises(ValueError, match=message):
+        _plan(tmp_path, _source().drop(columns="fraud"), columns={"is_fraud": None})
+
+
+def test_labels_file_rows_become_reports_and_bad_ones_are_named(tmp_path):
+    rows = [
+        ["t0", "FRAUD", "05/01/2019 00:30", "chargeback"],  # Paris: 4 January, 23:30 UTC
+        ["t1", " legit ", "06/01/2019 12:00", None],  # no source: the configured one
+        [None, "fraud", "06/01/2019 12:00", "analyst"],
+        ["t2", "maybe", "06/01/2019 12:00", "analyst"],
+        ["t3", "fraud", "yesterday", "analyst"],
+        ["t4", None, None, "analyst"],
+    ]
+    columns = {**LABELS["columns"], "source": "channel"}
+    plan = _labels_plan(tmp_path, rows, columns=columns, source="review")
+    mapped = _map_labels(plan)
+
+    assert list(mapped.columns) == [*FEED_COLUMNS, "quarantine_reason", "source_record"]
+    assert mapped.loc[0, "reported_at"] == pd.Timestamp("2019-01-04 23:30", tz="UTC")
+    assert list(mapped["is_fraud"][:2]) == [True, False]
+    assert list(mapped["source"][:2]) == ["chargeback", "review"]
+    assert list(mapped["quarantine_reason"]) == [
+        None,
+        None,
+        "transaction_id: null",
+        "is_fraud: not in label.true_values/false_values",
+        "reported_at: not a timestamp (iso)",
+        "reported_at: null; is_fraud: null",
+    ]
+    assert json.loads(mapped.loc[3, "source_record"])["verdict"] == "maybe"
+    assert mapped.loc[:1, "source_record"].isna().all()
+
+
+def test_reports_without_a_source_column_take_the_default_one(tmp_path):
+    plan = _labels_plan(tmp_path, [["t0", "fraud", "05/01/2019 00:30", "x"]])
+    assert "channel" not in plan.source_columns
+    assert list(_map_labels(plan)["source"]) == ["labels_file"]
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ({"colums": {}}, r"ingest.labels: unknown key\(s\) \['colums'\]"),
+        (
+            {"columns": {"transaction_id": "txn", "reported_at": "reported"}},
+            r"ingest.labels.columns: \['is_fraud'\] must name a column of the labels file",
+        ),
+        (
+            {"columns": {**LABELS["columns"], "is_fraud": "flag"}},
+            r"ingest.labels: source column\(s\) \['flag'\] not in .*labels.csv",
+        ),
+        ({"path": "/nowhere/labels.csv"}, r"ingest.labels.path: /nowhere/labels.csv does not"),
+        ({"path": None}, r"ingest.labels.path is empty: set it to the labels file"),
+        ({"timestamp": {"unit": "minutes"}}, r"ingest.labels.timestamp.unit must be 'iso'"),
+        (
+            {"label": {"true_values": ["x"], "false_values": ["X"]}},
+            r"ingest.labels.label: true_values and false_values share \['x'\]",
+        ),
+    ],
+)
+def test_a_labels_mapping_mistake_is_named_before_any_row_is_read(tmp_path, labels, message):
+    with pytest.raises(ValueError, match=message):
+        _labels_plan(tmp_path, [["t0", "fraud", "05/01/2019 00:30", "x"]], **labels)
+
+
+def test_a_labels_file_that_is_not_a_table_says_which_file(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    spec = {**LABELS, "path": str(tmp_path / "empty.csv")}
+    with pytest.raises(ValueError, match=r"ingest.labels.path: cannot read the header of .*empty"):
+        _plan(tmp_path, _source(), labels=spec)
+    with pytest.raises(ValueError, match=r"ingest.labels must be null \(labels inline\) or a"):
+        _plan(tmp_path, _source(), labels=str(tmp_path / "empty.csv"))

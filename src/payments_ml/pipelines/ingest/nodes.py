@@ -4,12 +4,16 @@ The source is read by Ray Data and mapped block by block (:func:`map_table`). Un
 of ``transaction_id`` spans the whole file, so the mapped rows are hash-partitioned by
 transaction id before the pandera contract checks them; the valid rows are then grouped
 by day (one Parquet file per day, rows in time order, the same on every re-run).
+
+A labels file (``ingest.labels``) is read and mapped the same way (:func:`map_labels`)
+into the labels feed's reports, by report day; without one the feed is emptied.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,16 +26,28 @@ from payments_ml.contracts import QUARANTINE_REASON, contract_reasons
 from payments_ml.datasets.shuffle import shuffle
 from payments_ml.ingest.mapping import (
     CONTRACT_COLUMNS,
+    LABELS_FILE_SCHEMA,
     SOURCE_RECORD,
     IngestPlan,
+    LabelsPlan,
+    SourcePlan,
+    map_labels,
     map_table,
     plan_ingest,
     source_files,
 )
+from payments_ml.labels import feed
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["derive_catalogues", "entity_stats", "ingest_transactions", "plan_ingest", "summarize"]
+__all__ = [
+    "derive_catalogues",
+    "entity_stats",
+    "ingest_labels",
+    "ingest_transactions",
+    "plan_ingest",
+    "summarize",
+]
 
 # Among rows sharing a transaction_id the first in this order stays valid: the earliest.
 _VALID_ORDER = [
@@ -49,7 +65,19 @@ _QUARANTINE_ORDER = [
     (QUARANTINE_REASON, "ascending"),
     (SOURCE_RECORD, "ascending"),
 ]
+_LABELS_ORDER = [
+    ("reported_at", "ascending"),
+    ("transaction_id", "ascending"),
+    (QUARANTINE_REASON, "ascending"),
+    (SOURCE_RECORD, "ascending"),
+]
 _EARLY_DAY = "1990-01-01"  # data before this usually means a wrong timestamp unit or origin
+# The feed's reports as written: FEED_SCHEMA and the report day they are partitioned by.
+REPORTS_SCHEMA = feed.FEED_SCHEMA.append(pa.field(feed.PARTITION, pa.string()))
+_NO_LABELS_FILE = (
+    "no labels file (ingest.labels: null): the labels feed was emptied, so the "
+    "transactions' own labels are used"
+)
 _ENTITY_KEYS = {
     "customers": ["customer_id"],
     "cards": ["card_id", "customer_id"],  # a card's customer is decided across blocks
@@ -58,7 +86,7 @@ _ENTITY_KEYS = {
 
 
 def ingest_transactions(
-    plan: IngestPlan,
+    plan: IngestPlan, labels_summary: dict[str, Any] | None = None
 ) -> tuple[ray.data.Dataset, ray.data.Dataset, dict[str, Any], dict[str, pd.DataFrame]]:
     """Read the source, map it onto the contract and split valid from quarantined rows.
 
@@ -68,6 +96,9 @@ def ingest_transactions(
 
     Args:
         plan: From :func:`plan_ingest`.
+        labels_summary: :func:`ingest_labels`'s counts, kept in the summary under
+            ``labels`` (the pipeline writes the feed before the transactions this way:
+            a stage ordered after ``raw_transactions`` finds the feed that goes with them).
 
     Returns:
         ``(valid, quarantine, summary, stats)``: the valid rows (one block per group of
@@ -87,7 +118,7 @@ def ingest_transactions(
         *(check.remote(schema, *part) for part in pieces), strict=True
     )
     counts = ray.get(list(count_refs))
-    summary = summarize(counts, plan)
+    summary = summarize(counts, plan) | {"labels": labels_summary}
     if summary["rows"] != rows_read:
         raise RuntimeError(
             f"ingest lost rows: read {rows_read}, valid + quarantined = {summary['rows']}"
@@ -116,15 +147,18 @@ def ingest_transactions(
     )
 
 
-def _read_and_map(plan: IngestPlan) -> tuple[list[ray.ObjectRef], int]:
-    """The source read by Ray Data and mapped onto the contract: (blocks, rows read)."""
+def _read_and_map(
+    plan: SourcePlan, mapper: Callable[..., pa.Table] = map_table
+) -> tuple[list[ray.ObjectRef], int]:
+    """The source read by Ray Data and mapped by ``mapper`` (:func:`map_table`, or
+    :func:`map_labels` for a labels file): (blocks, rows read)."""
     start = time.perf_counter()
     # Batches of batch_rows: the reader's small blocks (about 1 MB of CSV) bundled, so the
     # shuffle moves a few large pieces instead of hundreds of small ones.
     mapped_rows = (
         _read_source(plan)
         .map_batches(
-            map_table, batch_format="pyarrow", batch_size=plan.batch_rows, fn_kwargs={"plan": plan}
+            mapper, batch_format="pyarrow", batch_size=plan.batch_rows, fn_kwargs={"plan": plan}
         )
         .materialize()
     )
@@ -140,37 +174,120 @@ def _read_and_map(plan: IngestPlan) -> tuple[list[ray.ObjectRef], int]:
     return mapped, rows_read
 
 
+def ingest_labels(plan: IngestPlan) -> tuple[ray.data.Dataset, ray.data.Dataset, dict[str, Any]]:
+    """The labels file mapped onto the labels feed: its reports, the rows that did not map,
+    and their counts.
+
+    Every row of the file ends up in exactly one output: a report, or the quarantine with
+    each failed check named (no id, no or an unparseable time, an unknown verdict). Which
+    report is in effect is the labels stage's decision (docs/design.md, "Labels").
+
+    Without a labels file (``ingest.labels: null``) the feed is replaced by an empty one:
+    the reports an earlier data_gen run left for its own transactions must not label the
+    ingested ones, and the labels stage reads an empty feed as "no feed", so the
+    transactions' own labels are used.
+
+    Args:
+        plan: From :func:`plan_ingest`.
+
+    Returns:
+        ``(reports, quarantine, summary)``: the reports (:data:`REPORTS_SCHEMA`, each
+        block in report time order), the rows that did not map (one block), the counts.
+
+    Raises:
+        RuntimeError: When reports + quarantined differs from the rows read.
+    """
+    if plan.labels is None:
+        logger.info("Labels: %s", _NO_LABELS_FILE)
+        return (
+            ray.data.from_arrow(REPORTS_SCHEMA.empty_table()),
+            ray.data.from_arrow(LABELS_FILE_SCHEMA.empty_table()),
+            {"source": None, "note": _NO_LABELS_FILE},
+        )
+    if "is_fraud" in plan.columns:
+        logger.warning(
+            "ingest.columns.is_fraud and ingest.labels are both set: where the labels file "
+            "holds reports they decide every label (a transaction without one is genuine)"
+        )
+    mapped, rows_read = _read_and_map(plan.labels, map_labels)
+    split = _split_reports.options(num_returns=3, name="ingest_split_reports")
+    blocks = mapped or [ray.put(LABELS_FILE_SCHEMA.empty_table())]
+    report_refs, quarantine_refs, count_refs = zip(
+        *(split.remote(block) for block in blocks), strict=True
+    )
+    summary = summarize_labels(ray.get(list(count_refs)), plan.labels)
+    if summary["rows"] != rows_read:
+        raise RuntimeError(
+            f"ingest lost label rows: read {rows_read}, reports + quarantined = {summary['rows']}"
+        )
+    _log_labels(summary)
+    concat = _concat_sorted.options(name="ingest_concat_labels_quarantine")
+    quarantine = concat.remote(LABELS_FILE_SCHEMA, _LABELS_ORDER, False, *quarantine_refs)
+    return (
+        ray.data.from_arrow_refs(list(report_refs)),
+        ray.data.from_arrow_refs([quarantine]),
+        summary,
+    )
+
+
+def summarize_labels(counts: list[dict[str, Any]], plan: LabelsPlan) -> dict[str, Any]:
+    """Figures of a labels file from its blocks' counts (``quarantine_by_check`` as in
+    :func:`summarize`)."""
+    by_day = _totals(counts, "reports_by_day")
+    reports, quarantined = sum(by_day.values()), sum(p["quarantined"] for p in counts)
+    days = sorted(by_day)
+    return {
+        "source": plan.path,
+        "format": plan.format,
+        "rows": reports + quarantined,
+        "reports": reports,
+        "frauds": sum(p["frauds"] for p in counts),
+        "quarantined": quarantined,
+        "quarantine_by_check": _totals(counts, "reasons", checks=True),
+        "report_days": len(days),
+        "first_report_day": days[0] if days else None,
+        "last_report_day": days[-1] if days else None,
+    }
+
+
+def _totals(counts: list[dict[str, Any]], key: str, checks: bool = False) -> dict[str, int]:
+    """The blocks' ``key`` counts (value -> rows) added up, by value; with ``checks``, a
+    quarantine reason of several checks (``a; b``) counts under each of them."""
+    totals: dict[str, int] = {}
+    for part in counts:
+        for value, n in part[key].items():
+            for name in value.split("; ") if checks else [value]:
+                totals[name] = totals.get(name, 0) + n
+    return dict(sorted(totals.items()))
+
+
 def summarize(counts: list[dict[str, Any]], plan: IngestPlan) -> dict[str, Any]:
     """Figures of an ingest from the partitions' counts; the same on every re-run.
 
     ``quarantine_by_check`` counts rows per failed check: a row failing two checks
     counts under both, so the counts add up to at least ``quarantined``.
     """
-    by_day: dict[str, int] = {}
-    by_check: dict[str, int] = {}
-    for part in counts:
-        for day, n in part["valid_by_day"].items():
-            by_day[day] = by_day.get(day, 0) + n
-        for reason, n in part["reasons"].items():
-            for check in reason.split("; "):
-                by_check[check] = by_check.get(check, 0) + n
+    by_day = _totals(counts, "valid_by_day")
+    by_check = _totals(counts, "reasons", checks=True)
     valid = sum(by_day.values())
     quarantined = sum(p["quarantined"] for p in counts)
     frauds = sum(p["frauds"] for p in counts)
     days = sorted(by_day)
     label = plan.columns.get("label_available_at")
+    fraud = plan.columns.get("is_fraud")
     return {
         "source": plan.path,
         "format": plan.format,
         "rows": valid + quarantined,
         "valid": valid,
         "quarantined": quarantined,
-        "quarantine_by_check": dict(sorted(by_check.items())),
+        "quarantine_by_check": by_check,
         "days": len(days),
         "first_day": days[0] if days else None,
         "last_day": days[-1] if days else None,
         "frauds": frauds,
         "fraud_rate": frauds / valid if valid else 0.0,
+        "is_fraud": f"source column {fraud!r}" if fraud else "false: the labels file decides",
         "label_available_at": (
             f"source column {label!r} (missing: event_timestamp + {plan.label_delay_days:g} days)"
             if label
@@ -215,7 +332,7 @@ def derive_catalogues(
 # -- reading and mapping ------------------------------------------------------------------
 
 
-def _read_source(plan: IngestPlan) -> ray.data.Dataset:
+def _read_source(plan: SourcePlan) -> ray.data.Dataset:
     filesystem = plan.filesystem()
     paths = source_files(plan) or [plan.path]
     if filesystem is not None:
@@ -266,6 +383,26 @@ def _check_partition(schema: pa.Schema, *pieces: pa.Table) -> tuple[pa.Table, pa
         "frauds": int(pc.sum(valid["is_fraud"]).as_py() or 0),
     }
     return valid, quarantine, counts
+
+
+@ray.remote
+def _split_reports(table: pa.Table) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
+    """One block of a mapped labels file: (reports with their report day, in time order;
+    the rows that did not map; counts)."""
+    mapped = pc.is_null(table[QUARANTINE_REASON])
+    reports = feed.with_report_date(table.filter(mapped).select(feed.FEED_COLUMNS).to_pandas())
+    reports = pa.Table.from_pandas(reports, schema=REPORTS_SCHEMA, preserve_index=False)
+    reports = reports.sort_by([("reported_at", "ascending"), ("transaction_id", "ascending")])
+    quarantine = table.filter(pc.invert(mapped))
+    days = pc.value_counts(reports[feed.PARTITION]).to_pylist()
+    reasons = pc.value_counts(quarantine[QUARANTINE_REASON]).to_pylist()
+    counts = {
+        "reports_by_day": {d["values"]: d["counts"] for d in days},
+        "quarantined": quarantine.num_rows,
+        "reasons": {r["values"]: r["counts"] for r in reasons},
+        "frauds": int(pc.sum(reports["is_fraud"]).as_py() or 0),
+    }
+    return reports, quarantine, counts
 
 
 def _keepers_first(table: pa.Table) -> pa.Table:
@@ -333,6 +470,25 @@ def _log_summary(summary: dict[str, Any], seconds: float) -> None:
         logger.warning(
             "Transactions start on %s: check ingest.timestamp.unit and origin",
             summary["first_day"],
+        )
+
+
+def _log_labels(summary: dict[str, Any]) -> None:
+    logger.info(
+        "Labels file %s: %d row(s), %d report(s) (%d fraud) over %d report day(s) "
+        "(%s .. %s), %d quarantined",
+        *(summary[k] for k in ("source", "rows", "reports", "frauds", "report_days")),
+        summary["first_report_day"],
+        summary["last_report_day"],
+        summary["quarantined"],
+    )
+    for check, n in summary["quarantine_by_check"].items():
+        logger.warning("  labels file: quarantined %d row(s): %s", n, check)
+    if summary["rows"] and not summary["reports"]:
+        logger.warning(
+            "No row of %s mapped onto a report: check ingest.labels.columns, .timestamp and "
+            ".label (data/08_reporting/ingest_summary.json counts the failed checks)",
+            summary["source"],
         )
 
 

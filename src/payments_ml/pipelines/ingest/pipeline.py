@@ -6,13 +6,22 @@ from payments_ml.pipelines.ingest import nodes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Check the mapping; map, validate and summarise on Ray; then the entity catalogues."""
+    """Check the mapping; the labels file (or none) onto the feed; map, validate and
+    summarise the transactions on Ray; then the entity catalogues."""
     return Pipeline(
         [
             Node(nodes.plan_ingest, "params:ingest", "ingest_plan", name="plan_ingest_node"),
+            # The feed first: whatever runs after raw_transactions (the labels stage) finds
+            # the feed of these transactions, not the one an earlier run left.
+            Node(
+                nodes.ingest_labels,
+                "ingest_plan",
+                ["labels", "labels_file_quarantine", "ingest_labels_summary"],
+                name="ingest_labels_node",
+            ),
             Node(
                 nodes.ingest_transactions,
-                "ingest_plan",
+                ["ingest_plan", "ingest_labels_summary"],
                 [
                     "raw_transactions",
                     "transactions_quarantine",
