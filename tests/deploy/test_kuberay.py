@@ -236,7 +236,7 @@ def test_rayjob_runs_on_the_same_cluster_as_the_raycluster(docs):
 def test_rayjob_names_only_existing_pipelines(docs):
     entrypoint = docs["RayJob"]["spec"]["entrypoint"]
     named = re.findall(r"--pipelines (\w+)", entrypoint)
-    assert named == ["data_gen", "features", "training", "monitoring"]
+    assert named == ["daily"]
     for name in named:
         assert (PROJECT_ROOT / f"src/payments_ml/pipelines/{name}/pipeline.py").is_file(), name
     assert docs["RayJob"]["spec"]["submissionMode"] == "HTTPMode"
@@ -268,7 +268,7 @@ def _run_entrypoint(docs, tmp_path: Path, env: dict[str, str]) -> tuple[int, lis
     return result.returncode, log.read_text().splitlines() if log.exists() else []
 
 
-def test_rayjob_entrypoint_runs_the_stages_in_order_for_yesterday(docs, tmp_path):
+def test_rayjob_entrypoint_runs_the_daily_pipeline_for_yesterday(docs, tmp_path):
     before = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).date().isoformat()
     code, calls = _run_entrypoint(docs, tmp_path, {})
     after = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).date().isoformat()
@@ -276,25 +276,19 @@ def test_rayjob_entrypoint_runs_the_stages_in_order_for_yesterday(docs, tmp_path
     assert calls[0] == "cd /app"
     day = calls[1].rsplit("=", 1)[1]
     assert day in {before, after}
-    assert calls[1:] == [
-        f"kedro run --env cluster --pipelines data_gen --params data_gen.run_date={day}",
-        f"kedro run --env cluster --pipelines features --params features.run_date={day}",
-        "kedro run --env cluster --pipelines training",
-        "kedro run --env cluster --pipelines monitoring",
-    ]
+    assert calls[1:] == [f"kedro run --env cluster --pipelines daily --params run_date={day}"]
 
 
 def test_rayjob_entrypoint_reruns_a_given_day(docs, tmp_path):
     code, calls = _run_entrypoint(docs, tmp_path, {"RUN_DATE": "2025-06-11"})
     assert code == 0
-    assert "--params data_gen.run_date=2025-06-11" in calls[1]
+    assert calls[1].endswith("--params run_date=2025-06-11")
 
 
-def test_rayjob_entrypoint_stops_at_the_first_failed_stage(docs, tmp_path):
-    code, calls = _run_entrypoint(docs, tmp_path, {"FAIL_ON": "features"})
-    assert code != 0, "a failed stage must fail the RayJob"
-    assert calls[-1].startswith("kedro run --env cluster --pipelines features")
-    assert not any("training" in call for call in calls)
+def test_rayjob_entrypoint_fails_when_the_night_fails(docs, tmp_path):
+    code, calls = _run_entrypoint(docs, tmp_path, {"FAIL_ON": "daily"})
+    assert code != 0, "a failed night must fail the RayJob"
+    assert calls[-1].startswith("kedro run --env cluster --pipelines daily")
 
 
 def test_serve_config_v2_is_a_valid_serve_config(docs):
