@@ -26,6 +26,7 @@ def run_pipeline(training_set: pd.DataFrame, params: dict) -> dict:
     catalog = DataCatalog(
         {
             "training_set@pandas": MemoryDataset(training_set),
+            "transaction_labels": MemoryDataset(pd.DataFrame()),  # no labels feed
             "params:training": MemoryDataset(params),
             **{name: KeptDataset(copy_mode="assign") for name in OUTPUTS},
         }
