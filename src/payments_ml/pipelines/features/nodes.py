@@ -67,9 +67,9 @@ def partition_by_customer(
             )
         _check_source(transaction_files.schema)
         last = last_night(run_day, _stored_merchant_days(stored_merchant_days, ["day"]))
-        rows = night_rows(transaction_files, run_day, last)
         # Already in this process: split here, no shuffle task (a night's rows are few).
-        return ray.data.from_arrow_refs([ray.put(p) for p in split(rows, partitions)])
+        parts = night_rows(transaction_files, run_day, last, partitions)
+        return ray.data.from_arrow_refs([ray.put(part) for part in parts])
     logger.info("Shuffling %d blocks into %d customer partitions", len(blocks), partitions)
     pieces = shuffle(blocks, customer_groups, partitions, name="split_by_customer")
     concat = concat_tables.options(name="concat_customer_partition")
@@ -108,14 +108,17 @@ def last_night(run_day: int, stored: pd.DataFrame) -> int:
     return max(run_day, built)
 
 
-def night_rows(files: pads.Dataset, first_night: int, last_night: int) -> pa.Table:
-    """What the nights ``first_night..last_night`` need of the raw transactions: the rows
-    of those days, and the rows of the 30 days before them of the customers the nights
-    write rows for (those active on the nights, and those whose snapshot changes the
-    midnight after), plus, for the customers active on the nights, a stand-in for their
-    last transaction before (its time: the only thing the windows take from further back).
-    Rows before the nights only feed the customer windows: of them, only the customer,
-    time and amount are read (:func:`_stand_ins`).
+def night_rows(
+    files: pads.Dataset, first_night: int, last_night: int, partitions: int = 1
+) -> list[pa.Table]:
+    """What the nights ``first_night..last_night`` need of the raw transactions, split
+    into ``partitions`` by customer: the rows of those days, and the rows of the 30 days
+    before them of the customers the nights write rows for (those active on the nights,
+    and those whose snapshot changes the midnight after), plus, for the customers active
+    on the nights, a stand-in for their last transaction before (its time: the only thing
+    the windows take from further back). Rows before the nights only feed the customer
+    windows: of them, only the customer, time and amount are read, and the other columns
+    are filled in after the split (:func:`_stand_ins`).
     """
     first = first_night - max(WINDOW_DAYS)
     nights = files.to_table(columns=_INPUT_COLUMNS, filter=_between(first_night, last_night))
@@ -134,8 +137,11 @@ def night_rows(files: pads.Dataset, first_night: int, last_night: int) -> pa.Tab
     active = np.unique(nights["customer_id"].to_numpy())
     wanted = np.union1d(active, customers[np.isin(day, list(changing))])
     earlier = earlier.filter(pc.is_in(earlier["customer_id"], pa.array(wanted)))
-    last = _last_before(files, first, active)
-    return pa.concat_tables([nights, *(_stand_ins(t, nights.schema) for t in (earlier, last))])
+    pieces = [split(t, partitions) for t in (earlier, _last_before(files, first, active))]
+    return [
+        pa.concat_tables([own, *(_stand_ins(t, nights.schema) for t in before)])
+        for own, *before in zip(split(nights, partitions), *pieces, strict=True)
+    ]
 
 
 _WINDOW_COLUMNS = ["customer_id", "event_timestamp", "amount"]  # what the customer windows read
