@@ -131,13 +131,15 @@ def night_rows(
     earlier = files.to_table(columns=_WINDOW_COLUMNS, filter=_between(first, first_night - 1))
     # Snapshot rows of a night come from these days before it (customer_snapshot_rows).
     offsets = fw.CUSTOMER_SNAPSHOT_OFFSETS
-    changing = {n + 1 - o for n in range(first_night, last_night + 1) for o in offsets}
+    changing = np.zeros(last_night - first + 1, bool)  # by day - first: a lookup, not isin
+    changing[[n + 1 - o - first for n in range(first_night, last_night + 1) for o in offsets]] = 1
     day = fw.day_of(fw.to_ns(earlier["event_timestamp"].to_numpy()))
-    customers = earlier["customer_id"].to_numpy()
-    active = np.unique(nights["customer_id"].to_numpy())
-    wanted = np.union1d(active, customers[np.isin(day, list(changing))])
-    earlier = earlier.filter(pc.is_in(earlier["customer_id"], pa.array(wanted)))
-    pieces = [split(t, partitions) for t in (earlier, _last_before(files, first, active))]
+    customers = earlier["customer_id"]
+    active = pc.unique(nights["customer_id"]).to_numpy()
+    changed = pc.unique(customers.filter(pa.array(changing[day - first]))).to_numpy()
+    earlier = earlier.filter(pc.is_in(customers, pa.array(np.union1d(active, changed))))
+    quiet = np.setdiff1d(active, pc.unique(earlier["customer_id"]).to_numpy())  # not in it
+    pieces = [split(t, partitions) for t in (earlier, _last_before(files, first, quiet))]
     return [
         pa.concat_tables([own, *(_stand_ins(t, nights.schema) for t in before)])
         for own, *before in zip(split(nights, partitions), *pieces, strict=True)
@@ -156,13 +158,30 @@ def _between(first_day: int, last_day: int) -> pc.Expression:
 
 def _last_before(files: pads.Dataset, first_day: int, customers: np.ndarray) -> pa.Table:
     """The latest transaction time, before ``first_day``, of each customer of ``customers``
-    with one (as ``customer_id``, ``event_timestamp``, and a zero ``amount``)."""
-    before = files.to_table(
-        columns=["customer_id", "event_timestamp"],
-        filter=(pc.field("event_date") < iso_day(first_day))
-        & pc.field("customer_id").isin(pa.array(customers)),
-    )
-    last = before.group_by("customer_id").aggregate([("event_timestamp", "max")])
+    with one (as ``customer_id``, ``event_timestamp``, and a zero ``amount``).
+
+    The days are read backwards, a week, then twice as many days each time, and only
+    until every customer is found: what a night reads depends on how long its customers
+    were quiet, not on how long the history is.
+    """
+    stamp = files.schema.field("event_timestamp").type
+    found = [
+        pa.table(
+            {"customer_id": pa.array([], pa.int64()), "event_timestamp_max": pa.array([], stamp)}
+        )
+    ]
+    wanted, span = np.asarray(customers), 7
+    end, oldest = first_day - 1, _first_day(files)
+    while len(wanted) and end >= oldest:
+        start = max(oldest, end - span + 1)
+        rows = files.to_table(
+            columns=["customer_id", "event_timestamp"],
+            filter=_between(start, end) & pc.field("customer_id").isin(pa.array(wanted)),
+        )
+        found.append(rows.group_by("customer_id").aggregate([("event_timestamp", "max")]))
+        wanted = np.setdiff1d(wanted, found[-1]["customer_id"].to_numpy())
+        end, span = start - 1, 2 * span
+    last = pa.concat_tables(found)
     return pa.table(
         {
             "customer_id": last["customer_id"],
@@ -170,6 +189,12 @@ def _last_before(files: pads.Dataset, first_day: int, customers: np.ndarray) -> 
             "amount": pa.array(np.zeros(last.num_rows)),
         }
     )
+
+
+def _first_day(files: pads.Dataset) -> int:
+    """The first day of the raw files (from their ``event_date=`` folders)."""
+    days = [p.split("event_date=")[1][:10] for p in files.files if "event_date=" in p]
+    return int(pd.Timestamp(min(days)).value // fw.NS_DAY) if days else 0
 
 
 def _stand_ins(rows: pa.Table, schema: pa.Schema) -> pa.Table:
