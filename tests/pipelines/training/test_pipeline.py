@@ -110,3 +110,24 @@ def _model(train, valid, split, params, *, shuffle_labels: bool) -> FraudModel:
     config = {"learning_rate": 0.1, "num_leaves": 15, "min_child_samples": 20}
     params = params | {"refit_threads": 1}
     return n.train_model(train, valid, {"config": config, "best_value": 0.0}, split, params)
+
+
+def test_the_baseline_standardises_its_inputs(training_set, training_params):
+    """The logistic-regression yardstick sees standardised inputs: its scores do not
+    change when a feature's unit does (a raw-input baseline's would)."""
+    from payments_ml.features.definitions import FEATURES  # noqa: PLC0415
+
+    train, _, test, _ = n.split_transactions(training_set, pd.DataFrame(), training_params)
+    rescaled = {
+        name: frame.assign(merchant_fraud_rate_30d=frame["merchant_fraud_rate_30d"] * 1000.0)
+        for name, frame in (("train", train), ("test", test))
+    }
+    assert "merchant_fraud_rate_30d" in FEATURES  # a rate, in per mille
+    baseline = n.train_baseline(train, training_params)
+    per_mille = n.train_baseline(rescaled["train"], training_params)
+    np.testing.assert_allclose(
+        per_mille.predict_proba(n._baseline_matrix(rescaled["test"]))[:, 1],
+        baseline.predict_proba(n._baseline_matrix(test))[:, 1],
+        rtol=1e-4,
+        atol=1e-6,
+    )
