@@ -256,14 +256,14 @@ def aggregate_merchant_days(
     """
     delay = _label_delay(params)
     run_day = run_day_of(params)
-    partial = transactions_by_customer.map_batches(
-        _merchant_daily,
-        batch_format="pyarrow",
-        batch_size=None,
-        fn_kwargs={"label_delay_days": delay, "run_day": run_day},
-    )
+    # One task per partition (blocks already in the object store: no streaming executor).
+    task = _merchant_daily.options(name="merchant_daily")
+    blocks = transactions_by_customer.to_arrow_refs()
+    partial = ray.get([task.remote(block, delay, run_day) for block in blocks])
     # A merchant's day is spread over the customer partitions: add the partial counts up.
-    daily = to_pandas(partial).groupby(["merchant_id", "day"], as_index=False, sort=True)
+    daily = pd.concat(partial, ignore_index=True).groupby(
+        ["merchant_id", "day"], as_index=False, sort=True
+    )
     daily = daily[["tx_count", "fraud_count"]].sum()
     if run_day is not None:
         stored = _stored_merchant_days(stored_merchant_days)
@@ -397,6 +397,7 @@ def _day_rows(batch: pa.Table, run_day: int | None) -> pa.Table:
     return batch.filter(pa.array(day >= run_day))
 
 
+@ray.remote
 def _merchant_daily(batch: pa.Table, label_delay_days: int, run_day: int | None) -> pd.DataFrame:
     with partition_scope(merchant_id=_id_range(batch, "merchant_id")):
         return fw.merchant_daily(_day_rows(batch, run_day).to_pandas(), label_delay_days)
