@@ -53,6 +53,7 @@ def _run(params: dict, root: Path) -> DataCatalog:
             for name, (folder, cols) in folders.items()
         }
         | {"params:ingest": MemoryDataset(params), "ingest_summary": MemoryDataset()}
+        | {f"stored_{n}": MemoryDataset(pd.DataFrame()) for n in ("customers", "cards", "merchants")}
     )
     SequentialRunner().run(create_pipeline(), catalog)
     return catalog
