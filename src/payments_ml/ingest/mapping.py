@@ -19,6 +19,7 @@ and every row of the file, quarantined or not, is filed under that night.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
 from typing import Any, ClassVar
@@ -274,7 +275,7 @@ def _run_date(value: Any) -> str | None:
     if value is None or str(value) == "":
         return None
     try:
-        return pd.Timestamp(str(value)).strftime("%Y-%m-%d")
+        return datetime.date.fromisoformat(str(value)).isoformat()
     except ValueError as err:
         raise ValueError(
             f"ingest.run_date must be a day, YYYY-MM-DD (or null: the whole file), got {value!r}"

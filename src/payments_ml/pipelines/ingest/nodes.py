@@ -32,8 +32,8 @@ from payments_ml.datasets.shuffle import shuffle
 from payments_ml.ingest.mapping import (
     CONTRACT_COLUMNS,
     LABELS_FILE_SCHEMA,
-    SOURCE_RECORD,
     OTHER_DAY,
+    SOURCE_RECORD,
     IngestPlan,
     LabelsPlan,
     SourcePlan,
