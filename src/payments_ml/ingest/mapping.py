@@ -9,11 +9,17 @@ set (``column: check``) and the raw source values in ``source_record``.
 A labels file (``ingest.labels``, a :class:`LabelsPlan`) is read and checked the same
 way and :func:`map_labels` maps its rows onto the labels feed's reports
 (:data:`payments_ml.labels.feed.FEED_SCHEMA`).
+
+With ``run_date`` (``ingest.run_date``; the daily run's ``run_date``) the file is one
+night's: a transaction dated on another day, or a report that arrived on another day, is
+quarantined under :data:`OTHER_DAY` (``event_timestamp: not on run_date 2025-06-11``),
+and every row of the file, quarantined or not, is filed under that night.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
 from typing import Any, ClassVar
@@ -33,6 +39,7 @@ from payments_ml.labels.feed import FEED_COLUMNS, FEED_SCHEMA
 
 SOURCE_RECORD = "source_record"
 NO_DATE = "unknown"  # event_date of quarantined rows whose timestamp did not map
+OTHER_DAY = "not on run_date"  # the check of a night's rows dated on another day
 ID_COLUMNS = ("customer_id", "card_id", "merchant_id")
 REQUIRED = ("transaction_id", "customer_id", "merchant_id", "amount", "is_fraud")
 OPTIONAL = ("card_id", "label_available_at", "fraud_scenario", "event_timestamp")
@@ -65,6 +72,7 @@ _KEYS = {
     "partitions",
     "batch_rows",
     "labels",
+    "run_date",
 }
 _LABELS_KEYS = {"path", "format", "fs_args", "csv", "columns", "timestamp", "label", "source"}
 _CSV_KEYS = {"delimiter", "quote_char", "escape_char", "encoding", "skip_rows", "null_values"}
@@ -95,6 +103,8 @@ class SourcePlan:
         csv: Reading options of CSV sources.
         fs_args: fsspec filesystem arguments (credentials, endpoint).
         batch_rows: Rows mapped per Ray task (the reader's blocks are bundled up to it).
+        run_date: ``YYYY-MM-DD``: the file is that night's (rows of other days are
+            quarantined); ``None``: the file is the whole history.
     """
 
     where: ClassVar[str] = "ingest"  # the parameters' key, named in messages
@@ -108,6 +118,7 @@ class SourcePlan:
     csv: dict[str, Any]
     fs_args: dict[str, Any]
     batch_rows: int
+    run_date: str | None = None
 
     @property
     def source_columns(self) -> list[str]:
@@ -231,7 +242,8 @@ def plan_ingest(params: dict[str, Any]) -> IngestPlan:
     _check_keys(params, _KEYS, "ingest")
     path, csv, fs_args = _file_spec(params, "ingest", {}, "the CSV or Parquet file to ingest")
     partitions, batch_rows = _sizes(params)
-    labels = _labels_plan(params.get("labels"), fs_args, batch_rows)
+    run_date = _run_date(params.get("run_date"))
+    labels = _labels_plan(params.get("labels"), fs_args, batch_rows, run_date)
     timestamp, ts_column = _timestamp_spec(params, "ingest", "event_timestamp")
     columns = _columns(params.get("columns") or {}, ts_column, labelled=labels is not None)
     ids = _id_types(params.get("ids") or {})
@@ -252,9 +264,22 @@ def plan_ingest(params: dict[str, Any]) -> IngestPlan:
         fs_args=fs_args,
         partitions=partitions,
         batch_rows=batch_rows,
+        run_date=run_date,
         labels=labels,
     )
     return _with_source(plan, params)
+
+
+def _run_date(value: Any) -> str | None:
+    """``ingest.run_date`` as ``YYYY-MM-DD`` (None: no night, the whole history)."""
+    if value is None or str(value) == "":
+        return None
+    try:
+        return datetime.date.fromisoformat(str(value)).isoformat()
+    except ValueError as err:
+        raise ValueError(
+            f"ingest.run_date must be a day, YYYY-MM-DD (or null: the whole file), got {value!r}"
+        ) from err
 
 
 def _file_spec(
@@ -286,7 +311,7 @@ def _with_source(plan: IngestPlan, params: dict[str, Any]) -> IngestPlan:
 
 
 def _labels_plan(
-    params: dict[str, Any] | None, fs_args: dict[str, Any], batch_rows: int
+    params: dict[str, Any] | None, fs_args: dict[str, Any], batch_rows: int, run_date: str | None
 ) -> LabelsPlan | None:
     """``ingest.labels`` checked against the labels file's header (None: no labels file)."""
     if params is None:
@@ -312,6 +337,7 @@ def _labels_plan(
         csv=csv,
         fs_args=fs_args,
         batch_rows=batch_rows,
+        run_date=run_date,
         source=str(params.get("source") or DEFAULT_REPORT_SOURCE),
     )
     plan = dataclasses.replace(plan, format=_source_format(plan, params.get("format")))
@@ -377,6 +403,7 @@ def map_table(source: pa.Table, plan: IngestPlan) -> pa.Table:
         (_nulls(tx), "transaction_id: null"),
         (missing, "event_timestamp: null"),
         (bad, f"event_timestamp: not a timestamp ({plan.timestamp['unit']})"),
+        (_other_days(ts, plan.run_date), f"event_timestamp: {OTHER_DAY} {plan.run_date}"),
     ]
     # Problems in the contract's column order: a row's reasons read the same every time.
     for columns, found in (_map_ids(source, plan), _map_amount_and_labels(source, plan, ts)):
@@ -389,8 +416,12 @@ def map_table(source: pa.Table, plan: IngestPlan) -> pa.Table:
     else:
         out["fraud_scenario"] = pa.nulls(len(source), pa.string())
     # The quarantine's partition of rows without a time (a null would be Hive's
-    # __HIVE_DEFAULT_PARTITION__, which pandas cannot read back with the other days).
-    out["event_date"] = pc.coalesce(utc_dates(ts), pa.scalar(NO_DATE, pa.string()))
+    # __HIVE_DEFAULT_PARTITION__, which pandas cannot read back with the other days); a
+    # night's rows all belong to the night, whatever their time.
+    if plan.run_date is None:
+        out["event_date"] = pc.coalesce(utc_dates(ts), pa.scalar(NO_DATE, pa.string()))
+    else:
+        out["event_date"] = pa.array(np.full(len(source), plan.run_date, dtype=object))
     for name, (src, kind) in plan.extra_columns.items():
         out[name] = _convert(source[src], kind)
     reasons, failed = _join_reasons(problems, len(source))
@@ -471,6 +502,7 @@ def map_labels(source: pa.Table, plan: LabelsPlan) -> pa.Table:
             (_nulls(tx), "transaction_id: null"),
             (missing_at, "reported_at: null"),
             (bad_at, f"reported_at: not a timestamp ({plan.timestamp['unit']})"),
+            (_other_days(at, plan.run_date), f"reported_at: {OTHER_DAY} {plan.run_date}"),
             (missing_verdict, "is_fraud: null"),
             (bad_verdict, _NOT_A_LABEL),
         ],
@@ -507,6 +539,14 @@ def hash_ids(text: pa.Array | pa.ChunkedArray) -> pa.Array:
 def utc_dates(ts: pa.Array | pa.ChunkedArray) -> pa.Array:
     """``YYYY-MM-DD`` of UTC timestamps (null stays null)."""
     return pc.cast(pc.cast(_array(ts), pa.date32()), pa.string())
+
+
+def _other_days(ts: pa.Array, run_date: str | None) -> np.ndarray:
+    """Rows with a time on another UTC day than ``run_date`` (none without a run_date)."""
+    if run_date is None:
+        return np.zeros(len(ts), dtype=bool)
+    other = pc.not_equal(utc_dates(ts), pa.scalar(run_date, pa.string()))
+    return pc.fill_null(other, False).to_numpy(zero_copy_only=False)
 
 
 # -- plan ---------------------------------------------------------------------------------

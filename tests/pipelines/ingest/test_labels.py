@@ -39,8 +39,9 @@ def sparkov_params() -> dict:
     return load_parameters(PROJECT_ROOT)["ingest"]
 
 
-def _run(params: dict, root: Path) -> DataCatalog:
-    """The ingest pipeline with the feed and the quarantines on disk under ``root``."""
+def _run(params: dict, root: Path, run_date: str | None = None) -> DataCatalog:
+    """The ingest pipeline with the feed and the quarantines on disk under ``root`` (with
+    ``run_date``: that night's, its partitions replaced as the catalog does)."""
     folders = {
         "raw_transactions": ("transactions", ["event_date"]),
         "transactions_quarantine": ("quarantine", ["event_date"]),
@@ -49,10 +50,19 @@ def _run(params: dict, root: Path) -> DataCatalog:
     }
     catalog = DataCatalog(
         {
-            name: RayParquetDataset(filepath=str(root / folder), partition_cols=cols)
+            name: RayParquetDataset(
+                filepath=str(root / folder),
+                partition_cols=cols,
+                replace_partitions=run_date if cols else None,
+            )
             for name, (folder, cols) in folders.items()
         }
-        | {"params:ingest": MemoryDataset(params), "ingest_summary": MemoryDataset()}
+        | {"params:ingest": MemoryDataset(params | {"run_date": run_date})}
+        | {"ingest_summary": MemoryDataset()}
+        | {
+            f"stored_{n}": MemoryDataset(pd.DataFrame())
+            for n in ("customers", "cards", "merchants")
+        }
     )
     SequentialRunner().run(create_pipeline(), catalog)
     return catalog
@@ -154,3 +164,40 @@ def test_without_a_labels_file_inline_labels_stay_and_a_stale_feed_is_emptied(
     assert set(FEED_COLUMNS) <= set(catalog.load("labels").schema().names)
     labelled, quarantined, counts = _resolve(out)
     assert len(labelled) == len(quarantined) == counts["reports"] == 0
+
+
+def test_a_night_writes_only_its_report_day_and_quarantines_reports_of_other_days(
+    sparkov_params, tmp_path, caplog
+):
+    rows = sparkov_transactions(40, n_customers=6, n_merchants=4, n_days=2, seed=12)
+    night = rows[rows["trans_date_trans_time"].str.startswith("2019-01-02")]
+    night.to_csv(tmp_path / "tx.csv")
+    ids = night["trans_num"].tolist()
+    pd.DataFrame(
+        [
+            [ids[0], "fraud", "02/01/2019 15:00", "chargeback"],  # the night's report
+            [ids[1], "fraud", "03/01/2019 15:00", "chargeback"],  # arrives on another day
+        ],
+        columns=["txn_ref", "verdict", "reported", "channel"],
+    ).to_csv(tmp_path / "labels.csv", index=False)
+    out = tmp_path / "out"
+    earlier = out / "labels" / "report_date=2019-01-01"  # an earlier night's reports
+    earlier.mkdir(parents=True)
+    (earlier / "part-00000-0.parquet").write_bytes(b"kept as it is")
+    labels = LABELS | {"path": str(tmp_path / "labels.csv")}
+    columns = sparkov_params["columns"] | {"is_fraud": None}
+    params = sparkov_params | {"path": str(tmp_path / "tx.csv"), "columns": columns}
+
+    catalog = _run(params | {"labels": labels}, out, run_date="2019-01-02")
+
+    summary = catalog.load("ingest_summary")["labels"]
+    assert (summary["reports"], summary["quarantined"]) == (1, 1)
+    assert summary["other_days"] == {"2019-01-03": 1}
+    assert summary["quarantine_by_check"] == {"reported_at: not on run_date 2019-01-02": 1}
+    assert "1 report(s) dated on other days than run_date 2019-01-02" in caplog.text
+    days = sorted(p.name for p in (out / "labels").glob("report_date=*"))
+    assert days == ["report_date=2019-01-01", "report_date=2019-01-02"]
+    assert (earlier / "part-00000-0.parquet").read_bytes() == b"kept as it is"
+    tonight = pd.read_parquet(out / "labels" / "report_date=2019-01-02")
+    assert tonight["transaction_id"].tolist() == [ids[0]]
+    assert pd.read_parquet(out / "labels_file_quarantine")["transaction_id"].tolist() == [ids[1]]

@@ -461,3 +461,11 @@ def test_a_labels_file_that_is_not_a_table_says_which_file(tmp_path):
         _plan(tmp_path, _source(), labels=spec)
     with pytest.raises(ValueError, match=r"ingest.labels must be null \(labels inline\) or a"):
         _plan(tmp_path, _source(), labels=str(tmp_path / "empty.csv"))
+
+
+def test_run_date_must_be_a_day():
+    params = load_parameters(PROJECT_ROOT)["ingest"]
+    params["path"] = str(PROJECT_ROOT / params["path"])
+    assert plan_ingest(params | {"run_date": "2019-01-02"}).run_date == "2019-01-02"
+    with pytest.raises(ValueError, match=r"ingest.run_date must be a day, YYYY-MM-DD .*'someday'"):
+        plan_ingest(params | {"run_date": "someday"})

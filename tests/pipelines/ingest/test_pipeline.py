@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
+from kedro_datasets.pandas import ParquetDataset
 
 from payments_ml.config import load_parameters
 from payments_ml.contracts import split_by_contract
-from payments_ml.datasets import RayParquetDataset, to_pandas
+from payments_ml.datasets import OptionalParquetDataset, RayParquetDataset, to_pandas
 from payments_ml.pipelines.ingest import create_pipeline
 from payments_ml.pipelines.ingest.nodes import (
     derive_catalogues,
@@ -150,25 +151,35 @@ def test_catalogues_are_derived_from_the_valid_transactions(sparkov_params, tmp_
     assert two.loc[first_customer, "is_primary"]
 
 
-def _run(params: dict, root: Path) -> dict:
+def _run(params: dict, root: Path, run_date: str | None = None) -> dict:
+    """The ingest pipeline on files under ``root``, as the catalog writes them: with
+    ``run_date``, only that night's partitions are replaced."""
     catalog = DataCatalog(
         {
             "raw_transactions": RayParquetDataset(
-                filepath=str(root / "transactions"), partition_cols=["event_date"]
+                filepath=str(root / "transactions"),
+                partition_cols=["event_date"],
+                replace_partitions=run_date,
             ),
             "transactions_quarantine": RayParquetDataset(
-                filepath=str(root / "quarantine"), partition_cols=["event_date"]
+                filepath=str(root / "quarantine"),
+                partition_cols=["event_date"],
+                replace_partitions=run_date,
             ),
-            "params:ingest": MemoryDataset(params),
+            "params:ingest": MemoryDataset(params | {"run_date": run_date}),
             "ingest_summary": MemoryDataset(),
-            "customers": MemoryDataset(),
-            "cards": MemoryDataset(),
-            "merchants": MemoryDataset(),
             "ingest_entity_stats": MemoryDataset(),
+        }
+        | {
+            f"{prefix}{name}": kind(filepath=str(root / f"{name}.parquet"))
+            for name in ("customers", "cards", "merchants")
+            for prefix, kind in (("", ParquetDataset), ("stored_", OptionalParquetDataset))
         }
     )
     SequentialRunner().run(create_pipeline(), catalog)
-    return {name: catalog.load(name) for name in ("ingest_summary", "customers", "merchants")}
+    return {
+        name: catalog.load(name) for name in ("ingest_summary", "customers", "cards", "merchants")
+    }
 
 
 def _folder(root: Path) -> pd.DataFrame:
@@ -227,3 +238,57 @@ def test_a_wrong_timestamp_unit_quarantines_everything_and_the_outputs_stay_read
     customers, cards, merchants = derive_catalogues(stats, plan)
     assert len(customers) == len(cards) == len(merchants) == 0
     assert "customer_id" in customers and "merchant_id" in merchants
+
+
+def _bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.parquet"))}
+
+
+def test_a_night_replaces_its_day_quarantines_other_days_and_merges_the_catalogues(
+    sparkov_params, tmp_path, caplog
+):
+    """Two nights, one file each, equal one ingest of both files (less the row of another
+    day, which the night quarantines with a row without a time); a rerun changes no byte."""
+    rows = sparkov_transactions(240, n_customers=25, n_merchants=12, n_days=3, seed=9)
+    day = rows["trans_date_trans_time"].str[:10]
+    stray = rows[day == "2019-01-03"].head(1)  # a row of the next day, in night 2's file
+    timeless = rows[day == "2019-01-02"].head(1).assign(trans_date_trans_time="not a time")
+    files = {
+        "2019-01-01": rows[day == "2019-01-01"],
+        "2019-01-02": pd.concat([rows[day == "2019-01-02"].iloc[1:], stray, timeless]),
+    }
+    for night, frame in files.items():
+        frame.to_csv(tmp_path / f"{night}.csv")
+    pd.concat([files["2019-01-01"], files["2019-01-02"].drop(stray.index)]).to_csv(
+        tmp_path / "both.csv"
+    )
+
+    nightly = tmp_path / "nightly"
+    for night in files:
+        out = _run(sparkov_params | {"path": str(tmp_path / f"{night}.csv")}, nightly, night)
+    written = _bytes(nightly)
+    again = _run(sparkov_params | {"path": str(tmp_path / "2019-01-02.csv")}, nightly, "2019-01-02")
+    assert _bytes(nightly) == written and again["ingest_summary"] == out["ingest_summary"]
+
+    summary = out["ingest_summary"]
+    assert summary["run_date"] == "2019-01-02" and summary["other_days"] == {"2019-01-03": 1}
+    assert summary["quarantine_by_check"] == {
+        "event_timestamp: not a timestamp (iso)": 1,
+        "event_timestamp: not on run_date 2019-01-02": 1,
+    }
+    assert "1 transaction(s) dated on other days than run_date 2019-01-02" in caplog.text
+    quarantine = pd.read_parquet(nightly / "quarantine")
+    assert quarantine["event_date"].astype(str).tolist() == ["2019-01-02"] * 2
+    assert set(quarantine["transaction_id"]) == {*stray["trans_num"], *timeless["trans_num"]}
+    assert not (nightly / "transactions" / "event_date=2019-01-03").exists()
+
+    whole = _run(sparkov_params | {"path": str(tmp_path / "both.csv")}, tmp_path / "whole")
+    assert "run_date" not in whole["ingest_summary"]  # a whole ingest's summary as before
+    pd.testing.assert_frame_equal(
+        _folder(nightly / "transactions"), _folder(tmp_path / "whole" / "transactions")
+    )
+    for name in ("customers", "cards", "merchants"):
+        floats = [c for c in out[name] if pd.api.types.is_float_dtype(out[name][c])]
+        exact = [c for c in out[name] if c not in floats]
+        pd.testing.assert_frame_equal(out[name][exact], whole[name][exact], check_exact=True)
+        pd.testing.assert_frame_equal(out[name][floats], whole[name][floats], rtol=1e-12)

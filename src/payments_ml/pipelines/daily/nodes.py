@@ -23,7 +23,13 @@ from payments_ml.training.schedule import is_training_due
 logger = logging.getLogger(__name__)
 
 # Parameters that belong to the night and not to a training run.
-_NIGHT_ONLY = ("run_date", "data_gen.run_date", "features.run_date", "monitoring.run_date")
+_NIGHT_ONLY = (
+    "run_date",
+    "data_gen.run_date",
+    "ingest.run_date",
+    "features.run_date",
+    "monitoring.run_date",
+)
 
 
 def train_when_due(
@@ -47,7 +53,7 @@ def train_when_due(
     if not run_date:
         raise ValueError(
             "the daily pipeline runs one night: `kedro run --pipelines daily --params "
-            "run_date=YYYY-MM-DD`"
+            "run_date=YYYY-MM-DD` (daily_ingest: on your file, also `ingest.path=...`)"
         )
     decision: dict[str, Any] = {"run_date": str(run_date), "trained": False}
     if not is_training_due(training, str(run_date)):

@@ -7,6 +7,11 @@ by day (one Parquet file per day, rows in time order, the same on every re-run).
 
 A labels file (``ingest.labels``) is read and mapped the same way (:func:`map_labels`)
 into the labels feed's reports, by report day; without one the feed is emptied.
+
+With ``ingest.run_date`` the file is one night's (``kedro run --pipelines daily_ingest``):
+the catalog replaces only that night's partitions, the rows dated on other days are
+quarantined (counted by day in the summary), the uniqueness of ids spans the file, and
+the night's entities are merged into the stored catalogues (:func:`derive_catalogues`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from payments_ml.datasets.shuffle import shuffle
 from payments_ml.ingest.mapping import (
     CONTRACT_COLUMNS,
     LABELS_FILE_SCHEMA,
+    OTHER_DAY,
     SOURCE_RECORD,
     IngestPlan,
     LabelsPlan,
@@ -35,6 +41,7 @@ from payments_ml.ingest.mapping import (
     map_table,
     plan_ingest,
     source_files,
+    utc_dates,
 )
 from payments_ml.labels import feed
 
@@ -77,6 +84,10 @@ REPORTS_SCHEMA = feed.FEED_SCHEMA.append(pa.field(feed.PARTITION, pa.string()))
 _NO_LABELS_FILE = (
     "no labels file (ingest.labels: null): the labels feed was emptied, so the "
     "transactions' own labels are used"
+)
+_NO_LABELS_TONIGHT = (
+    "no labels file (ingest.labels: null): no report arrived on run_date, its partition "
+    "of the labels feed was emptied (the other days' reports stay)"
 )
 _ENTITY_KEYS = {
     "customers": ["customer_id"],
@@ -185,7 +196,8 @@ def ingest_labels(plan: IngestPlan) -> tuple[ray.data.Dataset, ray.data.Dataset,
     Without a labels file (``ingest.labels: null``) the feed is replaced by an empty one:
     the reports an earlier data_gen run left for its own transactions must not label the
     ingested ones, and the labels stage reads an empty feed as "no feed", so the
-    transactions' own labels are used.
+    transactions' own labels are used. A night (``run_date``) replaces only its own
+    partition of the feed: without a labels file, no report arrived that night.
 
     Args:
         plan: From :func:`plan_ingest`.
@@ -198,11 +210,12 @@ def ingest_labels(plan: IngestPlan) -> tuple[ray.data.Dataset, ray.data.Dataset,
         RuntimeError: When reports + quarantined differs from the rows read.
     """
     if plan.labels is None:
-        logger.info("Labels: %s", _NO_LABELS_FILE)
+        note = _NO_LABELS_FILE if plan.run_date is None else _NO_LABELS_TONIGHT
+        logger.info("Labels: %s", note)
         return (
             ray.data.from_arrow(REPORTS_SCHEMA.empty_table()),
             ray.data.from_arrow(LABELS_FILE_SCHEMA.empty_table()),
-            {"source": None, "note": _NO_LABELS_FILE},
+            {"source": None, "note": note},
         )
     if "is_fraud" in plan.columns:
         logger.warning(
@@ -247,7 +260,15 @@ def summarize_labels(counts: list[dict[str, Any]], plan: LabelsPlan) -> dict[str
         "report_days": len(days),
         "first_report_day": days[0] if days else None,
         "last_report_day": days[-1] if days else None,
-    }
+    } | _night(counts, plan)
+
+
+def _night(counts: list[dict[str, Any]], plan: SourcePlan) -> dict[str, Any]:
+    """A night's ``run_date`` and its file's rows dated on other days, per day (nothing
+    for a whole ingest: its summary stays as it was)."""
+    if plan.run_date is None:
+        return {}
+    return {"run_date": plan.run_date, "other_days": _totals(counts, "other_days")}
 
 
 def _totals(counts: list[dict[str, Any]], key: str, checks: bool = False) -> dict[str, int]:
@@ -285,6 +306,7 @@ def summarize(counts: list[dict[str, Any]], plan: IngestPlan) -> dict[str, Any]:
         "days": len(days),
         "first_day": days[0] if days else None,
         "last_day": days[-1] if days else None,
+        **_night(counts, plan),
         "frauds": frauds,
         "fraud_rate": frauds / valid if valid else 0.0,
         "is_fraud": f"source column {fraud!r}" if fraud else "false: the labels file decides",
@@ -309,7 +331,11 @@ def entity_stats(transactions: pd.DataFrame, plan: IngestPlan) -> dict[str, pd.D
 
 
 def derive_catalogues(
-    stats: dict[str, pd.DataFrame], plan: IngestPlan
+    stats: dict[str, pd.DataFrame],
+    plan: IngestPlan,
+    customers: pd.DataFrame | None = None,
+    cards: pd.DataFrame | None = None,
+    merchants: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Customer, card and merchant catalogues derived from the valid transactions.
 
@@ -318,15 +344,93 @@ def derive_catalogues(
     ids), as of the entity's first transaction. A card belongs to the customer of its
     first transaction; the card a customer uses most is their primary one.
 
+    A night's ingest (``plan.run_date``) merges its entities into the stored catalogues
+    instead of replacing them: the stored rows are combined with the night's figures as
+    the blocks of one ingest are (earliest first-seen values, stored first on a tie;
+    counts and amounts added), so nights ingested in order give the catalogues of one
+    ingest of their rows. The night's figures of an entity whose stored last transaction
+    is on or after the night's day are left out: they are counted already (a rerun of the
+    night changes nothing) or come from a day before the entity's last (a backfill or a
+    corrected day, which only a whole ingest recounts).
+
     Args:
         stats: :func:`entity_stats` of the blocks of valid transactions, concatenated.
         plan: From :func:`plan_ingest`.
+        customers: The stored catalogue (empty or None: none yet); read on nights only.
+        cards: Likewise.
+        merchants: Likewise.
 
     Returns:
         ``(customers, cards, merchants)``, sorted by id.
+
+    Raises:
+        ValueError: On a night, when a stored catalogue lacks the ingest's columns (it was
+            written by data_gen, or with other ``ingest.catalogues``).
     """
     attrs = _attributes(plan)
-    return _catalogues(stats["customers"], stats["cards"], stats["merchants"], attrs)
+    if plan.run_date is None:
+        return _catalogues(stats["customers"], stats["cards"], stats["merchants"], attrs)
+    stored = {"customers": customers, "cards": cards, "merchants": merchants}
+    stored = {k: v for k, v in stored.items() if v is not None and len(v)}
+    fresh = {
+        name: _fresh(stats[name], stored.get(name), name, plan.run_date, attrs[name])
+        for name in _ENTITY_KEYS
+    }
+    partials = {
+        name: pd.concat([_stored_partials(stored[name], name, attrs[name]), fresh[name]])
+        if name in stored
+        else fresh[name]
+        for name in _ENTITY_KEYS
+    }
+    merged = dict(
+        zip(_ENTITY_KEYS, _catalogues(*(partials[n] for n in _ENTITY_KEYS), attrs), strict=True)
+    )
+    for name in ("customers", "merchants"):
+        if name in stored:
+            merged[name] = _stored_averages(merged[name], stored[name], fresh[name], name)
+    return merged["customers"], merged["cards"], merged["merchants"]
+
+
+def _fresh(
+    night: pd.DataFrame, stored: pd.DataFrame | None, name: str, run_date: str, attrs: list[str]
+) -> pd.DataFrame:
+    """The night's partials of entities the stored catalogue has not counted up to the
+    night: those it lacks, or whose stored last transaction is before the night's day."""
+    if stored is None:
+        return night
+    key = _ENTITY_KEYS[name][0]
+    needed = [key, "first_seen", "last_seen", "n_transactions", *attrs]
+    needed += ["avg_amount"] if name != "cards" else ["customer_id"]
+    missing = [c for c in needed if c not in stored.columns]
+    if missing:
+        raise ValueError(
+            f"ingest.run_date={run_date}: the stored {name} catalogue lacks {missing}, so "
+            f"the night's {name} cannot be merged into it (it was written by data_gen, or "
+            "with other ingest.catalogues); ingest the history whole first (without "
+            "run_date), then the nights"
+        )
+    counted = stored.loc[stored["last_seen"] >= pd.Timestamp(run_date, tz="UTC"), key]
+    return night[~night[key].isin(counted)]
+
+
+def _stored_partials(stored: pd.DataFrame, name: str, attrs: list[str]) -> pd.DataFrame:
+    """A stored catalogue as the partials of its entities (:func:`entity_stats`' columns)."""
+    keys = _ENTITY_KEYS[name]
+    n = stored["n_transactions"]
+    amounts = stored["avg_amount"] * n if "avg_amount" in stored else pd.Series(0.0, stored.index)
+    return stored.assign(amount_sum=amounts)[
+        [*keys, "first_seen", "last_seen", "n_transactions", "amount_sum", *attrs]
+    ]
+
+
+def _stored_averages(
+    merged: pd.DataFrame, stored: pd.DataFrame, fresh: pd.DataFrame, name: str
+) -> pd.DataFrame:
+    """``avg_amount`` as stored for the entities the night added nothing to: an average
+    times its count divided again may round differently, and a rerun must change no byte."""
+    key = _ENTITY_KEYS[name][0]
+    kept = stored[~stored[key].isin(fresh[key])].set_index(key)["avg_amount"]
+    return merged.assign(avg_amount=merged[key].map(kept).fillna(merged["avg_amount"]))
 
 
 # -- reading and mapping ------------------------------------------------------------------
@@ -381,6 +485,7 @@ def _check_partition(schema: pa.Schema, *pieces: pa.Table) -> tuple[pa.Table, pa
         "quarantined": quarantine.num_rows,
         "reasons": {r["values"]: r["counts"] for r in reason_counts},
         "frauds": int(pc.sum(valid["is_fraud"]).as_py() or 0),
+        "other_days": _other_days(failed, "event_timestamp"),
     }
     return valid, quarantine, counts
 
@@ -401,8 +506,16 @@ def _split_reports(table: pa.Table) -> tuple[pa.Table, pa.Table, dict[str, Any]]
         "quarantined": quarantine.num_rows,
         "reasons": {r["values"]: r["counts"] for r in reasons},
         "frauds": int(pc.sum(reports["is_fraud"]).as_py() or 0),
+        "other_days": _other_days(quarantine, "reported_at"),
     }
     return reports, quarantine, counts
+
+
+def _other_days(quarantine: pa.Table, time_column: str) -> dict[str, int]:
+    """Quarantined rows of a night's file dated on another day: rows per UTC day."""
+    other = quarantine.filter(pc.match_substring(quarantine[QUARANTINE_REASON], OTHER_DAY))
+    days = pc.value_counts(utc_dates(other[time_column])).to_pylist() if other.num_rows else []
+    return {d["values"]: d["counts"] for d in days}
 
 
 def _keepers_first(table: pa.Table) -> pa.Table:
@@ -460,6 +573,7 @@ def _log_summary(summary: dict[str, Any], seconds: float) -> None:
     )
     for check, n in summary["quarantine_by_check"].items():
         logger.info("  quarantined %d row(s): %s", n, check)
+    _warn_other_days("transaction", summary)
     if summary["rows"] and summary["valid"] == 0:
         logger.warning(
             "No row of %s met the contract: check ingest.columns and ingest.timestamp "
@@ -470,6 +584,21 @@ def _log_summary(summary: dict[str, Any], seconds: float) -> None:
         logger.warning(
             "Transactions start on %s: check ingest.timestamp.unit and origin",
             summary["first_day"],
+        )
+
+
+def _warn_other_days(what: str, summary: dict[str, Any]) -> None:
+    """A night's file holding rows of other days: how many, and which days."""
+    other = summary.get("other_days")
+    if other:
+        logger.warning(
+            "%s: %d %s(s) dated on other days than run_date %s were quarantined (%s); "
+            "ingest each day's rows with its own run_date",
+            summary["source"],
+            sum(other.values()),
+            what,
+            summary["run_date"],
+            ", ".join(f"{day}: {n}" for day, n in other.items()),
         )
 
 
@@ -484,6 +613,7 @@ def _log_labels(summary: dict[str, Any]) -> None:
     )
     for check, n in summary["quarantine_by_check"].items():
         logger.warning("  labels file: quarantined %d row(s): %s", n, check)
+    _warn_other_days("report", summary)
     if summary["rows"] and not summary["reports"]:
         logger.warning(
             "No row of %s mapped onto a report: check ingest.labels.columns, .timestamp and "

@@ -1,4 +1,5 @@
-"""ingest pipeline wiring (not in the default run: it writes what data_gen writes)."""
+"""ingest pipeline wiring (not in the default run: it writes what data_gen writes; the
+night on your own data, `daily_ingest`, runs it first)."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -30,9 +31,16 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 name="ingest_transactions_node",
             ),
+            # A night's ingest (ingest.run_date) merges its entities into the stored ones.
             Node(
                 nodes.derive_catalogues,
-                ["ingest_entity_stats", "ingest_plan"],
+                [
+                    "ingest_entity_stats",
+                    "ingest_plan",
+                    "stored_customers",
+                    "stored_cards",
+                    "stored_merchants",
+                ],
                 ["customers", "cards", "merchants"],
                 name="derive_catalogues_node",
             ),
