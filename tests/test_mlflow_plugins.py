@@ -1,0 +1,50 @@
+"""Feast's MLflow header plugin is imported on first use, not at every run's start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def _run(code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()
+
+
+def test_the_header_registry_no_longer_imports_feast_until_a_request_asks():
+    out = _run(
+        """
+        import sys
+        import payments_ml.settings  # noqa: F401  (what `kedro run` imports first)
+        from mlflow.tracking.request_header import registry
+        print("feast" in sys.modules)
+        names = [type(p).__qualname__ for p in registry._request_header_provider_registry]
+        print(any("feast" in n for n in names))
+        headers = registry.resolve_request_headers()  # a request: Feast's provider loads
+        print("feast" in sys.modules, headers.get("Authorization"))
+        from feast.infra.data_sources.mlflow.auth import mlflow_token_scope
+        with mlflow_token_scope("t0ken"):  # and then adds its header as it always did
+            print(registry.resolve_request_headers().get("Authorization"))
+        """
+    )
+    assert out.splitlines() == ["False", "True", "True None", "Bearer t0ken"]
+
+
+def test_without_the_deferral_the_registry_imports_feast():
+    """The cost this avoids is real (and the test above would notice Feast dropping it)."""
+    out = _run(
+        """
+        import sys
+        from mlflow.tracking.request_header import registry  # noqa: F401
+        print("feast" in sys.modules)
+        """
+    )
+    assert out == "True"
