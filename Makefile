@@ -90,12 +90,12 @@ serve: ray-head
 	RAY_ADDRESS=$(RAY_HEAD) $(BIN)/serve run deploy/serve_config.yaml
 
 lint: install-dev
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks deploy/airflow
+	$(BIN)/ruff format --check src tests benchmarks deploy/airflow
 
 format: install-dev
-	$(BIN)/ruff check --fix src tests benchmarks
-	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks deploy/airflow
+	$(BIN)/ruff format src tests benchmarks deploy/airflow
 
 test: lint
 	$(BIN)/pytest

@@ -23,7 +23,7 @@ LAYERS = [
     {"config", "contracts", "structured_logging", "mlflow_plugins"},
     {"features", "datasets", "labels"},
     {"data_gen", "ingest", "training", "monitoring", "feature_store"},
-    {"serving", "stream", "hooks", "logging_hooks"},
+    {"serving", "stream", "hooks", "logging_hooks", "orchestration"},
     {"pipelines", "pipeline_registry", "settings", "__main__"},
 ]
 MAX_FUNCTION_LINES = 60
