@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
+from payments_ml.config import project_settings
 from tests.conftest import PROJECT_ROOT
 
 SMALL = (
@@ -112,3 +114,26 @@ def in_process_session(project: Path, runtime_params: dict, ray_session) -> Iter
             mlflow.set_tracking_uri(previous[0])
             mlflow.set_registry_uri(previous[1])
             data.use_datasource_v2 = reader
+
+
+def sorted_rows(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``frame`` sorted by ``keys``, Hive partition columns (categorical) as strings."""
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.CategoricalDtype):
+            frame[column] = frame[column].astype(str)
+    return frame.sort_values(keys, ignore_index=True)
+
+
+def read_dataset(project: Path, name: str, keys: list[str]) -> pd.DataFrame:
+    """The catalog dataset ``name`` of ``project`` (its `base` configuration), sorted."""
+    return sorted_rows(pd.read_parquet(project_settings(project)["datasets"][name]), keys)
+
+
+def assert_same_rows(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Every row and value: counts, ids, times and labels exactly; floats (amount sums and
+    averages) to 1e-9 relative, the rounding of running sums that start on another day."""
+    assert len(expected) > 0 and list(got.columns) == list(expected.columns)
+    floats = [c for c in expected.columns if pd.api.types.is_float_dtype(expected[c])]
+    exact = [c for c in expected.columns if c not in floats]
+    pd.testing.assert_frame_equal(got[exact], expected[exact], check_exact=True)
+    pd.testing.assert_frame_equal(got[floats], expected[floats], rtol=1e-9, atol=0)

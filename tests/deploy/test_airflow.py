@@ -36,7 +36,7 @@ from payments_ml.config import project_settings
 from payments_ml.monitoring.alerts import active_alerts, read_alerts
 from tests.cluster.servers import start_mlflow_server, stop_process_group, wait_for_mlflow
 from tests.conftest import PROJECT_ROOT, free_port
-from tests.project import clean_env, in_process_session, scratch_project
+from tests.project import clean_env, in_process_session, read_dataset, scratch_project
 
 pytestmark = pytest.mark.slow
 
@@ -275,14 +275,6 @@ def test_three_nights_ran_every_stage_for_their_day(airflow_runs):
         assert f'--pipelines data_gen,features,monitoring --params "run_date={night}"' in _log(run)
 
 
-def _read(project: Path, name: str, keys: list[str]) -> pd.DataFrame:
-    frame = pd.read_parquet(project_settings(project)["datasets"][name])
-    for column in frame.columns:
-        if isinstance(frame[column].dtype, pd.CategoricalDtype):  # Hive partition columns
-            frame[column] = frame[column].astype(str)
-    return frame.sort_values(keys, ignore_index=True)
-
-
 @pytest.mark.parametrize(
     ("name", "keys"),
     [
@@ -297,7 +289,7 @@ def _read(project: Path, name: str, keys: list[str]) -> pd.DataFrame:
 )
 def test_the_nights_equal_what_the_daily_pipeline_writes(airflow_runs, name, keys):
     assert [r.returncode for r in airflow_runs["nights"]] == [0] * len(NIGHTS)
-    dag, daily = (_read(airflow_runs[side], name, keys) for side in ("nightly", "daily"))
+    dag, daily = (read_dataset(airflow_runs[side], name, keys) for side in ("nightly", "daily"))
     assert len(dag) > 0
     pd.testing.assert_frame_equal(dag, daily, check_exact=True)
     if "event_date" in dag.columns:
@@ -307,7 +299,7 @@ def test_the_nights_equal_what_the_daily_pipeline_writes(airflow_runs, name, key
 def test_the_online_store_equals_the_daily_pipelines(airflow_runs):
     from payments_ml.feature_store import store as fs  # noqa: PLC0415
 
-    raw = _read(airflow_runs["daily"], "raw_transactions", ["transaction_id"])
+    raw = read_dataset(airflow_runs["daily"], "raw_transactions", ["transaction_id"])
     online = {}
     for side in ("nightly", "daily"):
         store = fs.open_store(project_settings(airflow_runs[side])["feast"])

@@ -23,7 +23,7 @@ import pytest
 
 from payments_ml.config import project_settings
 from tests.pipelines.ingest.sparkov import sparkov_transactions
-from tests.project import in_process_session, scratch_project
+from tests.project import assert_same_rows, in_process_session, read_dataset, scratch_project
 
 pytestmark = pytest.mark.slow
 
@@ -91,14 +91,6 @@ def projects(tmp_path_factory, ray_session) -> dict[str, Path]:
     return {"nightly": nightly, "full": full, "before_rerun": before}
 
 
-def _read(project: Path, name: str, keys: list[str]) -> pd.DataFrame:
-    frame = pd.read_parquet(project_settings(project)["datasets"][name])
-    for column in frame.columns:
-        if isinstance(frame[column].dtype, pd.CategoricalDtype):  # Hive partition columns
-            frame[column] = frame[column].astype(str)
-    return frame.sort_values(keys, ignore_index=True)
-
-
 @pytest.mark.parametrize(
     ("name", "keys"),
     [
@@ -109,12 +101,8 @@ def _read(project: Path, name: str, keys: list[str]) -> pd.DataFrame:
     ],
 )
 def test_ingested_nights_equal_one_ingest_and_a_full_build(projects, name, keys):
-    full, nightly = (_read(projects[side], name, keys) for side in ("full", "nightly"))
-    assert len(full) > 0 and list(nightly.columns) == list(full.columns)
-    floats = [c for c in full.columns if pd.api.types.is_float_dtype(full[c])]
-    exact = [c for c in full.columns if c not in floats]
-    pd.testing.assert_frame_equal(nightly[exact], full[exact], check_exact=True)
-    pd.testing.assert_frame_equal(nightly[floats], full[floats], rtol=1e-9, atol=0)
+    full, nightly = (read_dataset(projects[side], name, keys) for side in ("full", "nightly"))
+    assert_same_rows(nightly, full)
 
 
 def test_a_rerun_of_a_night_changes_no_byte(projects):
@@ -124,12 +112,12 @@ def test_a_rerun_of_a_night_changes_no_byte(projects):
 
 def test_a_late_row_of_the_day_before_is_quarantined_in_the_night(projects):
     nightly = projects["nightly"]
-    quarantine = _read(nightly, "transactions_quarantine", ["transaction_id"])
+    quarantine = read_dataset(nightly, "transactions_quarantine", ["transaction_id"])
     late = quarantine.set_index("transaction_id").loc[LATE_ID]
     assert late["event_date"] == DAYS[-1]
     assert late["quarantine_reason"] == f"event_timestamp: not on run_date {DAYS[-1]}"
     assert LATE_ID not in set(
-        _read(nightly, "raw_transactions", ["transaction_id"])["transaction_id"]
+        read_dataset(nightly, "raw_transactions", ["transaction_id"])["transaction_id"]
     )
     summary = json.loads(Path(project_settings(nightly)["datasets"]["ingest_summary"]).read_text())
     assert summary["other_days"] == {DAYS[-2]: 1}

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from payments_ml.config import project_settings
-from tests.project import in_process_session, scratch_project
+from tests.project import assert_same_rows, in_process_session, read_dataset, scratch_project
 
 pytestmark = pytest.mark.slow
 
@@ -66,14 +66,6 @@ def projects(tmp_path_factory, ray_session) -> dict[str, Path]:
     return {"nightly": nightly, "full": full}
 
 
-def _read(project: Path, name: str, keys: list[str]) -> pd.DataFrame:
-    frame = pd.read_parquet(project_settings(project)["datasets"][name])
-    for column in frame.columns:
-        if isinstance(frame[column].dtype, pd.CategoricalDtype):  # Hive partition columns
-            frame[column] = frame[column].astype(str)
-    return frame.sort_values(keys, ignore_index=True)
-
-
 @pytest.mark.parametrize(
     ("name", "keys"),
     [
@@ -86,18 +78,14 @@ def _read(project: Path, name: str, keys: list[str]) -> pd.DataFrame:
     ],
 )
 def test_seven_nights_equal_the_full_build(projects, name, keys):
-    full, nightly = (_read(projects[side], name, keys) for side in ("full", "nightly"))
-    assert len(full) > 0 and list(nightly.columns) == list(full.columns)
-    floats = [c for c in full.columns if pd.api.types.is_float_dtype(full[c])]
-    exact = [c for c in full.columns if c not in floats]
-    pd.testing.assert_frame_equal(nightly[exact], full[exact], check_exact=True)
-    pd.testing.assert_frame_equal(nightly[floats], full[floats], rtol=1e-9, atol=0)
+    full, nightly = (read_dataset(projects[side], name, keys) for side in ("full", "nightly"))
+    assert_same_rows(nightly, full)
 
 
 def test_the_online_store_ends_as_after_the_full_build(projects):
     from payments_ml.feature_store import store as fs  # noqa: PLC0415
 
-    raw = _read(projects["full"], "raw_transactions", ["transaction_id"])
+    raw = read_dataset(projects["full"], "raw_transactions", ["transaction_id"])
     online = {}
     for side, project in projects.items():
         store = fs.open_store(project_settings(project)["feast"])

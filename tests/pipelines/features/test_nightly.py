@@ -30,6 +30,7 @@ from payments_ml.labels.feed import chargebacks
 from payments_ml.pipelines import labels as labels_stage
 from payments_ml.pipelines.features import create_pipeline
 from tests.feature_store.conftest import feast_config
+from tests.project import assert_same_rows, sorted_rows
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -146,11 +147,7 @@ def _replace_raw_day(root: Path, rows: pd.DataFrame, day: str, ray_session: Any)
 
 
 def _read(root: Path, name: str, keys: list[str]) -> pd.DataFrame:
-    frame = pd.read_parquet(root / name)
-    for column in frame.columns:
-        if isinstance(frame[column].dtype, pd.CategoricalDtype):  # Hive partition columns
-            frame[column] = frame[column].astype(str)
-    return frame.sort_values(keys, ignore_index=True)
+    return sorted_rows(pd.read_parquet(root / name), keys)
 
 
 def _online(root: Path, ids: dict[str, list[int]]) -> dict[str, pd.DataFrame]:
@@ -195,14 +192,8 @@ def builds(tmp_path_factory, history, ray_session, ray_data_as_configured) -> di
     ],
 )
 def test_the_night_equals_the_full_build(builds, name, keys):
-    """Every row and value: counts, ids, times and labels exactly; amount sums and averages
-    to 1e-9 relative (differences of running sums, which start earlier in a full build)."""
     full, nightly = (_read(builds[side], name, keys) for side in ("full", "nightly"))
-    assert len(full) > 0 and list(nightly.columns) == list(full.columns)
-    floats = [c for c in full.columns if pd.api.types.is_float_dtype(full[c])]
-    exact = [c for c in full.columns if c not in floats]
-    pd.testing.assert_frame_equal(nightly[exact], full[exact], check_exact=True)
-    pd.testing.assert_frame_equal(nightly[floats], full[floats], rtol=1e-9, atol=0)
+    assert_same_rows(nightly, full)
 
 
 def test_customers_back_after_a_month_get_their_true_last_transaction(builds, history):
