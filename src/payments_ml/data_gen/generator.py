@@ -32,7 +32,8 @@ def _rng(seed: int, stream: int, day: int = 0, sub: int = 0) -> np.random.Genera
     return np.random.default_rng([seed, stream, day, sub])
 
 
-def _day_number(day: dt.date) -> int:
+def day_number(day: dt.date) -> int:
+    """Days since 1970-01-01 of ``day`` (the seed of its random draws, with the seed)."""
     return (day - dt.date(1970, 1, 1)).days
 
 
@@ -238,7 +239,7 @@ def generate_genuine(world: World, day: dt.date) -> Rows:
     """Ordinary spending of every customer on ``day`` with daily and weekly seasonality."""
     p = world.params
     season, cust_cfg = p["seasonality"], p["customers"]
-    rng = _rng(p["seed"], _DAY, _day_number(day))
+    rng = _rng(p["seed"], _DAY, day_number(day))
     n_per = rng.poisson(world.cust_rate * season["weekday_volume"][day.weekday()])
     cust = np.repeat(np.arange(len(world.cust_id)), n_per)
     n = len(cust)
@@ -267,7 +268,7 @@ def generate_genuine(world: World, day: dt.date) -> Rows:
 
 
 def _day_start_ns(day: dt.date) -> int:
-    return _day_number(day) * NS_PER_DAY
+    return day_number(day) * NS_PER_DAY
 
 
 Rows = dict[str, np.ndarray]
@@ -329,7 +330,7 @@ def plan_fraud(world: World, origin: dt.date, scenarios: tuple[str, ...] = SCENA
     day0 = _day_start_ns(origin)
     frames = []
     for name in scenarios:
-        rng = _rng(p["seed"], _FRAUD, _day_number(origin), SCENARIOS.index(name))
+        rng = _rng(p["seed"], _FRAUD, day_number(origin), SCENARIOS.index(name))
         frames.append(_PLANNERS[name](world, p["fraud"]["scenarios"][name], origin, day0, rng))
     return _concat(frames)
 
@@ -527,7 +528,7 @@ def _utc(ns: np.ndarray) -> pd.DatetimeIndex:
 def _to_contract(world: World, rows: Rows, day: dt.date) -> pd.DataFrame:
     p = world.params
     n = len(rows["ts"])
-    rng = _rng(p["seed"], _FRAUD, _day_number(day), 99)
+    rng = _rng(p["seed"], _FRAUD, day_number(day), 99)
     labels = p["labels"]
     standard = labels["standard_delay_days"] * NS_PER_DAY
     fraud_delay = labels["fraud_delay_median_days"] * np.exp(
@@ -553,7 +554,7 @@ def _to_contract(world: World, rows: Rows, day: dt.date) -> pd.DataFrame:
             "event_date": day.isoformat(),
         }
     )
-    return _corrupt(out, p["corruption_rate"], _rng(p["seed"], _CORRUPT, _day_number(day)))
+    return _corrupt(out, p["corruption_rate"], _rng(p["seed"], _CORRUPT, day_number(day)))
 
 
 def _corrupt(frame: pd.DataFrame, rate: float, rng: np.random.Generator) -> pd.DataFrame:

@@ -158,17 +158,17 @@ def merchant_fraud_days(labels: pd.DataFrame, label_delay_days: int) -> pd.DataF
 def relabel(rows: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """``rows`` (with ``transaction_id``, ``is_fraud``, ``label_available_at``) with the
     feed's labels: a reported transaction takes its report's verdict and time; the others
-    are genuine (as far as anyone knows). Unchanged when the feed holds no label."""
+    are genuine (as far as anyone knows). Unchanged when the feed holds no label.
+    (:func:`relabel_table` on the three columns: one rule for pandas and Arrow.)"""
     if labels.empty:
         return rows
-    found = labels.set_index("transaction_id")
-    verdict = rows["transaction_id"].map(found["is_fraud"])
-    at = rows["transaction_id"].map(found["label_available_at"])
+    columns = ["transaction_id", "is_fraud", "label_available_at"]
+    table = pa.Table.from_pandas(rows[columns], preserve_index=False)
+    known = pa.Table.from_pandas(labels[columns], preserve_index=False)
+    relabelled = relabel_table(table, known).select(columns[1:]).to_pandas()
     out = rows.copy()
-    out["is_fraud"] = verdict.fillna(False).astype(bool).to_numpy()
-    out["label_available_at"] = pd.to_datetime(at, utc=True).fillna(
-        pd.to_datetime(rows["label_available_at"], utc=True)
-    )
+    out["is_fraud"] = relabelled["is_fraud"].to_numpy()
+    out["label_available_at"] = relabelled["label_available_at"].to_numpy()
     return out
 
 

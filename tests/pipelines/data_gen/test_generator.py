@@ -165,7 +165,7 @@ def test_compromised_merchant_cards_are_defrauded_weeks_after_the_visit(default_
     visits, frauds = plan[~plan["is_fraud"]], plan[plan["is_fraud"]]
     assert len(visits) and len(frauds)
     # The skimming visits are genuine, at a few stores, on the origin day.
-    assert visits["ts"].floordiv(g.NS_PER_DAY).eq(g._day_number(origin)).all()
+    assert visits["ts"].floordiv(g.NS_PER_DAY).eq(g.day_number(origin)).all()
     assert visits["merchant"].nunique() < len(visits) / 3
     # Every defrauded card was at a compromised store, and is used online weeks later.
     first_visit = visits.groupby("card_id")["ts"].min()

@@ -19,6 +19,7 @@ from payments_ml.data_gen.generator import (
     build_cards,
     build_customers,
     build_merchants,
+    day_number,
     generate_day,
 )
 from payments_ml.labels.feed import chargebacks
@@ -100,7 +101,7 @@ def generate_transactions(
     if params.get("run_date"):
         frauds.append(_earlier_frauds(transaction_files, days[0]))
     labels = chargebacks(
-        pd.concat(frauds, ignore_index=True), *map(_day_number, (days[0], days[-1]))
+        pd.concat(frauds, ignore_index=True), *map(day_number, (days[0], days[-1]))
     )
     summary["label_reports"] = len(labels)
     logger.info(
@@ -134,10 +135,6 @@ def _earlier_frauds(files: pads.Dataset | None, day: dt.date) -> pd.DataFrame:
         & (pc.field("label_available_at") >= start)
     )
     return files.to_table(columns=_FRAUD_COLUMNS, filter=wanted).to_pandas()
-
-
-def _day_number(day: dt.date) -> int:
-    return (day - dt.date(1970, 1, 1)).days
 
 
 @ray.remote
