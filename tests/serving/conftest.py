@@ -38,18 +38,24 @@ def small_model(generated_transactions) -> FraudModel:
     )
 
 
-@pytest.fixture
-def replay_day(tmp_path, snapshots, generated_transactions) -> dict[str, Any]:  # noqa: F811
-    """A fresh store holding the nightly snapshot of a mid-history day; that day's rows."""
+def mid_history_store(root: Any, snapshots: dict, transactions: pd.DataFrame) -> dict[str, Any]:  # noqa: F811
+    """A packed SQLite store under ``root`` holding the nightly snapshot of the history's
+    median day (the repo of `make_repo`, plus ``midnight`` and that day's ``day_rows``)."""
     from payments_ml.feature_store import store as fs  # noqa: PLC0415
 
-    repo = make_repo(tmp_path, snapshots, "packed_sqlite")
-    tx = generated_transactions
-    days = fw.day_of(fw.to_ns(tx["event_timestamp"]))
+    repo = make_repo(root, snapshots, "packed_sqlite")
+    days = fw.day_of(fw.to_ns(transactions["event_timestamp"]))
     day = int(np.median(days))
     midnight = pd.Timestamp(day * fw.NS_DAY, tz="UTC")
     fs.load_day(repo["store"], snapshots["customer"], snapshots["merchant"], midnight)
-    today = tx[days == day].sort_values("event_timestamp", kind="stable").reset_index(drop=True)
+    return {**repo, "midnight": midnight, "day_rows": transactions[days == day]}
+
+
+@pytest.fixture
+def replay_day(tmp_path, snapshots, generated_transactions) -> dict[str, Any]:  # noqa: F811
+    """A fresh store holding the nightly snapshot of a mid-history day; that day's rows."""
+    repo = mid_history_store(tmp_path, snapshots, generated_transactions)
+    today = repo["day_rows"].sort_values("event_timestamp", kind="stable").reset_index(drop=True)
     expected = snapshots["training_set"].set_index("transaction_id").loc[today["transaction_id"]]
     return {**repo, "today": today, "expected": expected.reset_index()}
 

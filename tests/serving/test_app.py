@@ -19,20 +19,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def endpoint(ray_session, tmp_path_factory, snapshots, generated_transactions, small_model):
     """The scorer deployed with Serve on the session's Ray cluster, torn down after."""
-    import numpy as np  # noqa: PLC0415
-    import pandas as pd  # noqa: PLC0415
     from ray import serve  # noqa: PLC0415
 
-    from payments_ml.feature_store import store as fs  # noqa: PLC0415
-    from payments_ml.features import windows as fw  # noqa: PLC0415
     from payments_ml.serving.app import FraudScorer  # noqa: PLC0415
-    from tests.feature_store.conftest import make_repo  # noqa: PLC0415
+    from tests.serving.conftest import mid_history_store  # noqa: PLC0415
 
-    repo = make_repo(tmp_path_factory.mktemp("serve"), snapshots, "packed_sqlite")
-    tx = generated_transactions
-    day = int(np.median(fw.day_of(fw.to_ns(tx["event_timestamp"]))))
-    midnight = pd.Timestamp(day * fw.NS_DAY, tz="UTC")
-    fs.load_day(repo["store"], snapshots["customer"], snapshots["merchant"], midnight)
+    repo = mid_history_store(tmp_path_factory.mktemp("serve"), snapshots, generated_transactions)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     model = small_model
@@ -52,7 +44,7 @@ def endpoint(ray_session, tmp_path_factory, snapshots, generated_transactions, s
         route_prefix="/",
     )
     url = f"http://127.0.0.1:{port}"
-    rows = tx[fw.day_of(fw.to_ns(tx["event_timestamp"])) == day]
+    rows = repo["day_rows"]
     yield {
         "url": url,
         "rows": rows.sort_values("event_timestamp").reset_index(drop=True),

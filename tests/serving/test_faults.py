@@ -14,7 +14,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import requests
@@ -35,17 +34,12 @@ def scorer(ray_session, tmp_path_factory, snapshots, generated_transactions, sma
     """Two replicas over a packed SQLite store holding a mid-history day's snapshot."""
     from ray import serve  # noqa: PLC0415
 
-    from payments_ml.feature_store import store as fs  # noqa: PLC0415
-    from payments_ml.features import windows as fw  # noqa: PLC0415
     from payments_ml.serving.app import FraudScorer  # noqa: PLC0415
-    from tests.feature_store.conftest import make_repo  # noqa: PLC0415
+    from tests.serving.conftest import mid_history_store  # noqa: PLC0415
 
     root = tmp_path_factory.mktemp("faults")
-    repo = make_repo(root, snapshots, "packed_sqlite")
-    tx = generated_transactions
-    day = int(np.median(fw.day_of(fw.to_ns(tx["event_timestamp"]))))
-    midnight = pd.Timestamp(day * fw.NS_DAY, tz="UTC")
-    fs.load_day(repo["store"], snapshots["customer"], snapshots["merchant"], midnight)
+    repo = mid_history_store(root, snapshots, generated_transactions)
+    midnight = repo["midnight"]
     switches = root / "switches"
     switches.mkdir()
     port = free_port()
@@ -68,7 +62,7 @@ def scorer(ray_session, tmp_path_factory, snapshots, generated_transactions, sma
         )
 
     deploy()
-    rows = tx[fw.day_of(fw.to_ns(tx["event_timestamp"])) == day]
+    rows = repo["day_rows"]
     yield {
         "url": f"http://127.0.0.1:{port}",
         "rows": rows.sort_values("event_timestamp").reset_index(drop=True),

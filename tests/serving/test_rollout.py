@@ -12,8 +12,6 @@ import contextlib
 import logging
 import time
 
-import numpy as np
-import pandas as pd
 import pytest
 import requests
 
@@ -39,16 +37,10 @@ def scorer(ray_session, tmp_path_factory, snapshots, generated_transactions, reg
     """The scorer of `build_app` (two replicas) over a mid-history day's snapshot."""
     from ray import serve  # noqa: PLC0415
 
-    from payments_ml.feature_store import store as fs  # noqa: PLC0415
-    from payments_ml.features import windows as fw  # noqa: PLC0415
     from payments_ml.serving.app import build_app  # noqa: PLC0415
-    from tests.feature_store.conftest import make_repo  # noqa: PLC0415
+    from tests.serving.conftest import mid_history_store  # noqa: PLC0415
 
-    repo = make_repo(tmp_path_factory.mktemp("rollout"), snapshots, "packed_sqlite")
-    tx = generated_transactions
-    day = int(np.median(fw.day_of(fw.to_ns(tx["event_timestamp"]))))
-    midnight = pd.Timestamp(day * fw.NS_DAY, tz="UTC")
-    fs.load_day(repo["store"], snapshots["customer"], snapshots["merchant"], midnight)
+    repo = mid_history_store(tmp_path_factory.mktemp("rollout"), snapshots, generated_transactions)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     app = build_app(
@@ -61,7 +53,7 @@ def scorer(ray_session, tmp_path_factory, snapshots, generated_transactions, reg
         }
     )
     serve.run(app, name=APP, route_prefix="/")
-    rows = tx[fw.day_of(fw.to_ns(tx["event_timestamp"])) == day]
+    rows = repo["day_rows"]
     yield {
         "url": f"http://127.0.0.1:{port}",
         "rows": rows.sort_values("event_timestamp").reset_index(drop=True),
