@@ -81,6 +81,15 @@ def ray_session():
 
 
 @pytest.fixture(scope="session")
+def daily_nights(tmp_path_factory, ray_session) -> dict:
+    """A small world's history and seven daily nights (tests/nights.py), once per session:
+    the seven-night and the Airflow tests share them."""
+    from tests.nights import build_nights  # noqa: PLC0415
+
+    return build_nights(tmp_path_factory.mktemp("daily_nights"), ray_session)
+
+
+@pytest.fixture(scope="session")
 def base_params() -> dict[str, Any]:
     """The project's data_gen parameters as shipped in conf/base."""
     return load_parameters(PROJECT_ROOT)["data_gen"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -85,9 +86,10 @@ def in_process_session(project: Path, runtime_params: dict, ray_session) -> Iter
     import mlflow  # noqa: PLC0415
     from kedro.framework.project import configure_project  # noqa: PLC0415
     from kedro.framework.session import KedroSession  # noqa: PLC0415
-    from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook  # noqa: PLC0415
     from mlflow.tracking._model_registry import utils as registry  # noqa: PLC0415
     from mlflow.tracking._tracking_service import utils as tracking  # noqa: PLC0415
+
+    from payments_ml.mlflow_hook import mlflow_hook  # noqa: PLC0415
 
     # The URIs as set (None: MLflow's default), not as resolved against the working folder.
     previous = tracking._tracking_uri, registry._registry_uri
@@ -124,9 +126,16 @@ def sorted_rows(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.sort_values(keys, ignore_index=True)
 
 
+@functools.cache
+def _dataset_paths(project: Path) -> dict[str, str]:
+    """A project's catalog paths, read once per test session (loading its configuration
+    takes a third of a second; a test reads a dozen datasets of the same project)."""
+    return project_settings(project)["datasets"]
+
+
 def read_dataset(project: Path, name: str, keys: list[str]) -> pd.DataFrame:
     """The catalog dataset ``name`` of ``project`` (its `base` configuration), sorted."""
-    return sorted_rows(pd.read_parquet(project_settings(project)["datasets"][name]), keys)
+    return sorted_rows(pd.read_parquet(_dataset_paths(Path(project).resolve())[name]), keys)
 
 
 def assert_same_rows(got: pd.DataFrame, expected: pd.DataFrame) -> None:

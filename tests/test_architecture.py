@@ -20,7 +20,7 @@ from tests.conftest import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "src" / "payments_ml"
 LAYERS = [
-    {"config", "contracts", "structured_logging", "mlflow_plugins"},
+    {"config", "contracts", "structured_logging", "mlflow_plugins", "mlflow_hook"},
     {"features", "datasets", "labels"},
     {"data_gen", "ingest", "training", "monitoring", "feature_store"},
     {"serving", "stream", "hooks", "logging_hooks", "orchestration"},

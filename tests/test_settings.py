@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from payments_ml.config import config_loader
+from payments_ml.config import config_loader, project_settings
 from tests.conftest import PROJECT_ROOT
 
 
@@ -44,6 +44,20 @@ def test_embedded_mlflow_store_is_under_the_project(monkeypatch):
     uri = config["server"]["mlflow_tracking_uri"]
     assert uri == f"sqlite:///{PROJECT_ROOT.as_posix()}/data/mlflow/mlflow.db"
     assert config["server"]["mlflow_registry_uri"] == uri
+
+
+def test_another_projects_settings_name_its_own_mlflow_store(tmp_path, monkeypatch):
+    """project_settings(P) from another project's folder (a replay, the rollout CLI, a
+    test): the store is P's, not the working folder's."""
+    from tests.project import scratch_project  # noqa: PLC0415
+
+    other = scratch_project(tmp_path / "other").resolve()
+    monkeypatch.chdir(PROJECT_ROOT)
+    settings = project_settings(other)
+    assert settings["tracking_uri"] == f"sqlite:///{other.as_posix()}/data/mlflow/mlflow.db"
+    assert settings["registry_uri"] == settings["tracking_uri"]
+    here = config_loader(PROJECT_ROOT)["mlflow"]["server"]["mlflow_tracking_uri"]
+    assert here == f"sqlite:///{PROJECT_ROOT.as_posix()}/data/mlflow/mlflow.db"
 
 
 @pytest.mark.parametrize("env", ["base", "cluster"])

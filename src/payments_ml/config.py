@@ -9,6 +9,7 @@ path into one that another process (a Ray worker, a Serve replica) can open.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import os
 from pathlib import Path
@@ -18,10 +19,15 @@ from kedro.framework.hooks import hook_impl
 from kedro.utils import find_kedro_project
 from omegaconf.resolvers import oc
 
+# The project whose configuration is being read, when it is not the working folder's
+# (project_settings of another folder: the scorer, the replay, the orchestration CLI).
+_READING: contextvars.ContextVar[Path | None] = contextvars.ContextVar("reading", default=None)
+
 
 def _project_path() -> str:
     """The project root, for paths that must be absolute (MLflow stores)."""
-    return (find_kedro_project(Path.cwd()) or Path.cwd()).as_posix()
+    root = _READING.get() or find_kedro_project(Path.cwd()) or Path.cwd()
+    return Path(root).as_posix()
 
 
 # How Kedro reads conf/ (settings.py hands these to Kedro; config_loader uses the same).
@@ -108,10 +114,14 @@ def project_settings(project_path: str | Path, env: str = "base") -> dict[str, A
     suffix such as ``@pandas``, -> absolute path)."""
     root = Path(project_path).resolve()
     loader = config_loader(root, env)
-    parameters = loader["parameters"]
+    reading = _READING.set(root)  # ${project_path:} is this project, wherever we run
+    try:
+        parameters = loader["parameters"]
+        server = loader["mlflow"]["server"]
+        catalog = loader["catalog"]
+    finally:
+        _READING.reset(reading)
     serving = parameters.get("serving", {})
-    server = loader["mlflow"]["server"]
-    catalog = loader["catalog"]
     return {
         "tracking_uri": server["mlflow_tracking_uri"],
         "registry_uri": server.get("mlflow_registry_uri") or server["mlflow_tracking_uri"],

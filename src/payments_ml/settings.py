@@ -8,7 +8,11 @@ from payments_ml.mlflow_plugins import defer_feast_headers
 # Before kedro-mlflow's hook imports MLflow's header registry: 4 s off every run's start.
 defer_feast_headers()
 
-# kedro-mlflow's hook registers itself (entry point).
-HOOKS = (RayHook(), LoggingHook(), ParametersHook())
+from payments_ml.mlflow_hook import mlflow_hook  # noqa: E402 (after the deferral)
 
-__all__ = ["CONFIG_LOADER_ARGS", "HOOKS"]
+# kedro-mlflow's hook with its parameters written in batches (payments_ml/mlflow_hook.py)
+# stands in for the one the plugin registers (its distribution name, as Kedro reads it).
+HOOKS = (RayHook(), LoggingHook(), ParametersHook(), mlflow_hook)
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
+
+__all__ = ["CONFIG_LOADER_ARGS", "DISABLE_HOOKS_FOR_PLUGINS", "HOOKS"]

@@ -2,17 +2,18 @@
 
 Airflow comes from PyPI (deploy/airflow/requirements.txt, pinned by constraints.txt)
 into a venv cached outside the repository, keyed by what it installs; the DAG folder
-must import with no errors. On a small world with a 30-day history, `airflow dags test
-payments_nightly` runs three consecutive nights, and the project's files equal those of
-a copy of the same history after `kedro run --pipelines daily` for the same days. Then
-`airflow dags test payments_training` trains against a local `mlflow server`
-(`--env cluster`), and a night after a gap fails and writes its critical alert to the
-alert log the dashboard reads.
+must import with no errors. From the session's small-world history (``daily_nights``,
+tests/nights.py: 60 days), `airflow dags test payments_nightly` runs three consecutive
+nights, and the project's files equal those the same history holds after `kedro run
+--pipelines daily` for the same days (the session's copy after its third night). Then
+`airflow dags test payments_training` trains against a local `mlflow server` (`--env
+cluster`), and a night after a gap fails and writes its critical alert to the alert log
+the dashboard reads.
 
-Everything is a subprocess except the history (in this process, on the session's Ray
-cluster, which every `kedro run` joins); independent chains run side by side: the
-Airflow venv beside the history, the DAG's nights beside the daily runs, the training
-beside the failing night (a second Airflow home, so no SQLite database is shared).
+Everything is a subprocess except the history and its daily nights (in this process, on
+the session's Ray cluster, which every `kedro run` joins); independent chains run side by
+side: the Airflow venv and database beside the history, the failing night beside the
+DAG's nights (a second Airflow home, so no SQLite database is shared).
 """
 
 from __future__ import annotations
@@ -36,37 +37,15 @@ from payments_ml.config import project_settings
 from payments_ml.monitoring.alerts import active_alerts, read_alerts
 from tests.cluster.servers import start_mlflow_server, stop_process_group, wait_for_mlflow
 from tests.conftest import PROJECT_ROOT, free_port
-from tests.project import clean_env, in_process_session, read_dataset, scratch_project
+from tests.nights import AFTER, NIGHT_DAYS
+from tests.project import clean_env, read_dataset
 
 pytestmark = pytest.mark.slow
 
 DAGS = PROJECT_ROOT / "deploy" / "airflow"
-HISTORY_START, HISTORY_DAYS = dt.date(2025, 4, 1), 30
-NIGHTS = [str(HISTORY_START + dt.timedelta(days=HISTORY_DAYS + i)) for i in range(3)]
+NIGHTS = NIGHT_DAYS[:AFTER]
 TRAINING_DAY = str(dt.date.fromisoformat(NIGHTS[-1]) + dt.timedelta(days=1))  # trains to NIGHTS[-1]
 GAP_NIGHT = str(dt.date.fromisoformat(NIGHTS[-1]) + dt.timedelta(days=2))  # a night after a gap
-# The small world, in conf/local (nights) and conf/cluster (training) of the scratch project.
-WORLD = f"""\
-data_gen:
-  n_customers: 300
-  n_merchants: 60
-  n_regions: 4
-  n_days: {HISTORY_DAYS}
-  start_date: "{HISTORY_START}"
-  corruption_rate: 0.01
-training:
-  every_days: null
-  train_days: 14
-  valid_days: 4
-  test_days: 5
-  num_samples: 1
-  num_boost_round: 30
-  report_every: 5
-  card_precision_k: 20
-monitoring:
-  drift:
-    min_rows: 50
-"""
 TIMEOUT = 600
 
 
@@ -178,15 +157,6 @@ def _nights(venv: Path, home: Path, env: dict[str, str]) -> list[subprocess.Comp
     return runs
 
 
-def _daily(project: Path, ray_session) -> list[str]:
-    """The same nights with the daily pipeline, as `kedro run --pipelines daily --params
-    run_date=D` runs them (a session in this process: no interpreter to start)."""
-    for night in NIGHTS:
-        with in_process_session(project, {"run_date": night}, ray_session) as session:
-            session.run(pipeline_names=["daily"])
-    return NIGHTS
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
@@ -195,37 +165,28 @@ def mlflow_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def airflow_runs(tmp_path_factory, ray_session, mlflow_server):
-    """Everything the checks read: both projects, the Airflow runs and their timings."""
+def airflow_runs(request, tmp_path_factory, ray_session, mlflow_server):
+    """Everything the checks read: the projects, the Airflow runs and their timings."""
     tmp = tmp_path_factory.mktemp("airflow")
     address = ray_session.get_runtime_context().gcs_address
     started, times = time.perf_counter(), {}
-    nightly = scratch_project(tmp / "nightly")
-    for env in ("local", "cluster"):
-        (nightly / "conf" / env / "parameters_world.yml").write_text(WORLD)
     with ThreadPoolExecutor(2) as pool:
         prepared = pool.submit(_prepare_airflow, tmp / "home", tmp / "home-failing")
-        for pipeline in ("data_gen", "features"):  # the history, meanwhile
-            with in_process_session(nightly, {}, ray_session) as session:
-                session.run(pipeline_names=[pipeline])
-        daily, gap = tmp / "daily", tmp / "gap"  # the reference; the night after a gap
-        shutil.copytree(nightly, daily)
-        shutil.copytree(nightly, gap)
+        history = request.getfixturevalue("daily_nights")  # built meanwhile, if not yet
+        nightly, gap = tmp / "nightly", tmp / "gap"  # the DAG's nights; a night after a gap
+        shutil.copytree(history["history"], nightly)
+        shutil.copytree(history["history"], gap)
         times["history_s"] = round(time.perf_counter() - started, 1)
         airflow = prepared.result()
         times["venv_s"], venv = airflow["venv_s"], airflow["venv"]
         times["ready_s"] = round(time.perf_counter() - started, 1)
 
         ray = {"RAY_ADDRESS": address}
-        nights = pool.submit(
-            _nights, venv, tmp / "home", ray | {"PAYMENTS_ML_PROJECT": str(nightly)}
-        )
         failing = pool.submit(
             _dags_test, venv, tmp / "home-failing", ray | {"PAYMENTS_ML_PROJECT": str(gap)},
             "payments_nightly", GAP_NIGHT,
         )  # fmt: skip
-        reference = _daily(daily, ray_session)  # meanwhile, in this process
-        nights = nights.result()
+        nights = _nights(venv, tmp / "home", ray | {"PAYMENTS_ML_PROJECT": str(nightly)})
         times["nights_s"] = round(time.perf_counter() - started, 1)
 
         wait_for_mlflow(mlflow_server)
@@ -240,8 +201,8 @@ def airflow_runs(tmp_path_factory, ray_session, mlflow_server):
     times["total_s"] = round(time.perf_counter() - started, 1)
     sys.stdout.write(f"\nAirflow test, seconds: {json.dumps(times)}\n")  # pytest -s
     return {
-        "dagbag": airflow["dagbag"], "nightly": nightly, "daily": daily, "gap": gap,
-        "nights": nights, "reference": reference, "training": training, "failing": failing,
+        "dagbag": airflow["dagbag"], "nightly": nightly, "daily": history["after"], "gap": gap,
+        "nights": nights, "training": training, "failing": failing,
     }  # fmt: skip
 
 
@@ -268,7 +229,6 @@ def _succeeded(run: subprocess.CompletedProcess, dag_id: str, tasks: list[str]) 
 
 
 def test_three_nights_ran_every_stage_for_their_day(airflow_runs):
-    assert airflow_runs["reference"] == NIGHTS  # the daily pipeline ran each night
     assert len(airflow_runs["nights"]) == len(NIGHTS)
     for night, run in zip(NIGHTS, airflow_runs["nights"], strict=True):
         _succeeded(run, "payments_nightly", ["night"])

@@ -2,68 +2,39 @@
 run_date=D` for seven days, equals a full build over the 67 days.
 
 Each run is a Kedro session of a scratch project, as the CLI opens it (catalog,
-parameters, hooks, kedro-mlflow), on the test session's Ray cluster. Each night
-generates its day and that day's label reports, resolves the labels, builds its features
-and online snapshot, and monitors; training is left to its own schedule
-(``training.every_days: null``: only when asked). Compared: the training set, both
-snapshot sources, the resolved labels and the online store, value for value (floats to
-1e-9 relative: running sums start earlier in a full build).
+parameters, hooks, kedro-mlflow), on the test session's Ray cluster; the history and the
+nights are the session's ``daily_nights`` (tests/nights.py), which the Airflow test
+shares. Each night generates its day and that day's label reports, resolves the labels,
+builds its features and online snapshot, and monitors; training is left to its own
+schedule (``training.every_days: null``: only when asked). Compared: the training set,
+both snapshot sources, the resolved labels and the online store, value for value (floats
+to 1e-9 relative: running sums start earlier in a full build).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from payments_ml.config import project_settings
-from tests.project import assert_same_rows, in_process_session, read_dataset, scratch_project
+from tests.nights import HISTORY, NIGHT_DAYS, NIGHTS, run, world_project
+from tests.project import assert_same_rows, read_dataset
 
 pytestmark = pytest.mark.slow
 
-START = dt.date(2025, 3, 1)
-HISTORY, NIGHTS = 60, 7
-WORLD = {
-    "data_gen": {
-        "n_customers": 300,
-        "n_merchants": 60,
-        "n_regions": 4,
-        "start_date": str(START),
-        "corruption_rate": 0.01,
-    },
-    "training": {"every_days": None},
-    "monitoring": {"drift": {"min_rows": 50}},
-}
-
-
-def _run(project: Path, ray_session, pipeline: str, **params) -> float:
-    runtime = {**WORLD, "data_gen": {**WORLD["data_gen"], **params.pop("data_gen", {})}, **params}
-    started = time.perf_counter()
-    with in_process_session(project, runtime, ray_session) as session:
-        session.run(pipeline_names=[pipeline])
-    return time.perf_counter() - started
-
 
 @pytest.fixture(scope="module")
-def projects(tmp_path_factory, ray_session) -> dict[str, Path]:
-    nightly = scratch_project(tmp_path_factory.mktemp("nightly"))
-    _run(nightly, ray_session, "data_gen", data_gen={"n_days": HISTORY})
-    _run(nightly, ray_session, "features")
-    nights = {}
-    for i in range(NIGHTS):
-        night = str(START + dt.timedelta(days=HISTORY + i))
-        nights[night] = _run(nightly, ray_session, "daily", run_date=night)
-    full = scratch_project(tmp_path_factory.mktemp("full"))
-    rebuild = _run(full, ray_session, "data_gen", data_gen={"n_days": HISTORY + NIGHTS})
-    rebuild += _run(full, ray_session, "features")
-    times = {"nights_s": nights, "full_rebuild_s": rebuild}
+def projects(tmp_path_factory, ray_session, daily_nights) -> dict[str, Path]:
+    full = world_project(tmp_path_factory.mktemp("full"))
+    rebuild = run(full, ray_session, "data_gen", data_gen={"n_days": HISTORY + NIGHTS})
+    rebuild += run(full, ray_session, "features")
+    times = {**daily_nights["times"], "full_rebuild_s": round(rebuild, 2)}
     sys.stdout.write(f"\nSeven nights, seconds: {json.dumps(times)}\n")  # shown by pytest -s
-    return {"nightly": nightly, "full": full}
+    return {"nightly": daily_nights["nightly"], "full": full}
 
 
 @pytest.mark.parametrize(
@@ -103,10 +74,29 @@ def test_the_online_store_ends_as_after_the_full_build(projects):
 def test_each_night_monitored_its_day_and_left_training_to_its_schedule(projects):
     reporting = project_settings(projects["nightly"])["datasets"]
     decision = json.loads(Path(reporting["training_decision"]).read_text())
-    assert decision == {
-        "run_date": str(START + dt.timedelta(days=HISTORY + NIGHTS - 1)),
-        "trained": False,
-    }
+    assert decision == {"run_date": NIGHT_DAYS[-1], "trained": False}
     quality = pd.read_parquet(reporting["data_quality"])
     assert quality["event_date"].iloc[-1] == decision["run_date"]
     assert len(quality) == HISTORY + NIGHTS
+
+
+def test_each_night_logs_its_parameters_once_through_the_projects_mlflow_hook(projects):
+    """kedro-mlflow's hook with batched writes (payments_ml/mlflow_hook.py) stands in for
+    the plugin's: each night's run holds every parameter its nodes took, as the plugin
+    names them, written once (the plugin's own hook would log them a second time)."""
+    import mlflow  # noqa: PLC0415
+
+    from payments_ml.mlflow_hook import MlflowHook  # noqa: PLC0415
+    from payments_ml.settings import DISABLE_HOOKS_FOR_PLUGINS, HOOKS  # noqa: PLC0415
+
+    assert [type(h) for h in HOOKS if "Mlflow" in type(h).__name__] == [MlflowHook]
+    assert "kedro_mlflow" in DISABLE_HOOKS_FOR_PLUGINS
+    uri = project_settings(projects["nightly"])["tracking_uri"]
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("payments-ml")
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time"])
+    nights = [r for r in runs if r.data.params.get("run_date") in NIGHT_DAYS]
+    assert [r.data.params["run_date"] for r in nights] == NIGHT_DAYS
+    last = nights[-1].data.params
+    assert last["data_gen.n_customers"] == "300" and last["monitoring.drift.min_rows"] == "50"
+    assert last["features.run_date"] == NIGHT_DAYS[-1]
