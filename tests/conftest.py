@@ -81,12 +81,20 @@ def ray_session():
 
 
 @pytest.fixture(scope="session")
-def daily_nights(tmp_path_factory, ray_session) -> dict:
-    """A small world's history and seven daily nights (tests/nights.py), once per session:
-    the seven-night and the Airflow tests share them."""
+def daily_history(tmp_path_factory, ray_session) -> Path:
+    """A small world's 60-day history (tests/nights.py), once per session: the
+    seven-night and the Airflow tests run their nights from copies of it."""
+    from tests.nights import build_history  # noqa: PLC0415
+
+    return build_history(tmp_path_factory.mktemp("daily_history"), ray_session)
+
+
+@pytest.fixture(scope="session")
+def daily_nights(tmp_path_factory, ray_session, daily_history) -> dict:
+    """Seven `daily` nights after the history, once per session (tests/nights.py)."""
     from tests.nights import build_nights  # noqa: PLC0415
 
-    return build_nights(tmp_path_factory.mktemp("daily_nights"), ray_session)
+    return build_nights(daily_history, tmp_path_factory.mktemp("daily_nights"), ray_session)
 
 
 @pytest.fixture(scope="session")

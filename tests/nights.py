@@ -60,21 +60,22 @@ def run(project: Path, ray_session, pipeline: str, **params) -> float:
     return time.perf_counter() - started
 
 
-def build_nights(root: Path, ray_session) -> dict:
-    """The history (data_gen and features over HISTORY days), kept as ``history``; then
-    NIGHTS daily runs in ``nightly``, with a copy after the first AFTER as ``after``."""
-    nightly = world_project(root / "nightly")
-    times = {"history_s": run(nightly, ray_session, "data_gen")}
-    times["history_s"] += run(nightly, ray_session, "features")
-    shutil.copytree(nightly, root / "history")
-    times["nights_s"] = {}
+def build_history(root: Path, ray_session) -> Path:
+    """The history: data_gen and features over HISTORY days, in ``root/history``."""
+    history = world_project(root / "history")
+    run(history, ray_session, "data_gen")
+    run(history, ray_session, "features")
+    return history
+
+
+def build_nights(history: Path, root: Path, ray_session) -> dict:
+    """NIGHTS daily runs on a copy of ``history`` (``nightly``), with a copy after the
+    first AFTER (``after``) and each night's seconds (``times``)."""
+    nightly = root / "nightly"
+    shutil.copytree(history, nightly)
+    times = {}
     for i, night in enumerate(NIGHT_DAYS):
-        times["nights_s"][night] = round(run(nightly, ray_session, "daily", run_date=night), 2)
+        times[night] = round(run(nightly, ray_session, "daily", run_date=night), 2)
         if i + 1 == AFTER:
             shutil.copytree(nightly, root / "after")
-    return {
-        "history": root / "history",
-        "after": root / "after",
-        "nightly": nightly,
-        "times": times,
-    }
+    return {"after": root / "after", "nightly": nightly, "times": times}

@@ -1,7 +1,10 @@
 """Project pipelines: each stage runs alone with `kedro run --pipelines <name>`."""
 
 import importlib
+import importlib.resources
+import re
 
+import click
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
@@ -22,7 +25,15 @@ COMPOSED = {
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register every pipeline package under payments_ml.pipelines and the default run."""
-    pipelines = find_pipelines(raise_errors=True)
+    try:
+        pipelines = find_pipelines(raise_errors=True)
+    except ImportError as error:  # Kedro's error for a name with no package: 200 lines
+        unknown = re.search(r"'payments_ml\.pipelines\.(\w+)'", str(error))
+        if error.__cause__ is not None or unknown is None:
+            raise  # a pipeline package that fails to import: its own traceback
+        raise click.UsageError(
+            f"There is no pipeline '{unknown[1]}'. Pipelines: {', '.join(pipeline_names())}."
+        ) from None
     own = {name: pipelines.get(name) for name in COMPOSED}
     for name, parts in COMPOSED.items():
         if name in pipelines:  # Kedro finds only the pipelines a run asks for
@@ -31,6 +42,12 @@ def register_pipelines() -> dict[str, Pipeline]:
         (pipelines[name] for name in STAGES if name in pipelines), Pipeline([])
     )
     return pipelines
+
+
+def pipeline_names() -> list[str]:
+    """The pipelines `kedro run --pipelines` takes (the packages under pipelines/)."""
+    found = importlib.resources.files("payments_ml.pipelines").iterdir()
+    return sorted(p.name for p in found if p.is_dir() and (p / "__init__.py").is_file())
 
 
 def _own(name: str, own: dict[str, Pipeline | None]) -> Pipeline:

@@ -2,7 +2,7 @@
 
 Airflow comes from PyPI (deploy/airflow/requirements.txt, pinned by constraints.txt)
 into a venv cached outside the repository, keyed by what it installs; the DAG folder
-must import with no errors. From the session's small-world history (``daily_nights``,
+must import with no errors. From the session's small-world history (``daily_history``,
 tests/nights.py: 60 days), `airflow dags test payments_nightly` runs three consecutive
 nights, and the project's files equal those the same history holds after `kedro run
 --pipelines daily` for the same days (the session's copy after its third night). Then
@@ -12,8 +12,9 @@ the dashboard reads.
 
 Everything is a subprocess except the history and its daily nights (in this process, on
 the session's Ray cluster, which every `kedro run` joins); independent chains run side by
-side: the Airflow venv and database beside the history, the failing night beside the
-DAG's nights (a second Airflow home, so no SQLite database is shared).
+side: the Airflow venv and database beside the history; the DAG's nights beside the
+failing night (a second Airflow home, so no SQLite database is shared) and the daily
+nights.
 """
 
 from __future__ import annotations
@@ -170,12 +171,12 @@ def airflow_runs(request, tmp_path_factory, ray_session, mlflow_server):
     tmp = tmp_path_factory.mktemp("airflow")
     address = ray_session.get_runtime_context().gcs_address
     started, times = time.perf_counter(), {}
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(3) as pool:
         prepared = pool.submit(_prepare_airflow, tmp / "home", tmp / "home-failing")
-        history = request.getfixturevalue("daily_nights")  # built meanwhile, if not yet
+        history = request.getfixturevalue("daily_history")  # built meanwhile, if not yet
         nightly, gap = tmp / "nightly", tmp / "gap"  # the DAG's nights; a night after a gap
-        shutil.copytree(history["history"], nightly)
-        shutil.copytree(history["history"], gap)
+        shutil.copytree(history, nightly)
+        shutil.copytree(history, gap)
         times["history_s"] = round(time.perf_counter() - started, 1)
         airflow = prepared.result()
         times["venv_s"], venv = airflow["venv_s"], airflow["venv"]
@@ -186,7 +187,11 @@ def airflow_runs(request, tmp_path_factory, ray_session, mlflow_server):
             _dags_test, venv, tmp / "home-failing", ray | {"PAYMENTS_ML_PROJECT": str(gap)},
             "payments_nightly", GAP_NIGHT,
         )  # fmt: skip
-        nights = _nights(venv, tmp / "home", ray | {"PAYMENTS_ML_PROJECT": str(nightly)})
+        nights = pool.submit(
+            _nights, venv, tmp / "home", ray | {"PAYMENTS_ML_PROJECT": str(nightly)}
+        )
+        daily = request.getfixturevalue("daily_nights")["after"]  # the reference, meanwhile
+        nights = nights.result()
         times["nights_s"] = round(time.perf_counter() - started, 1)
 
         wait_for_mlflow(mlflow_server)
@@ -201,7 +206,7 @@ def airflow_runs(request, tmp_path_factory, ray_session, mlflow_server):
     times["total_s"] = round(time.perf_counter() - started, 1)
     sys.stdout.write(f"\nAirflow test, seconds: {json.dumps(times)}\n")  # pytest -s
     return {
-        "dagbag": airflow["dagbag"], "nightly": nightly, "daily": history["after"], "gap": gap,
+        "dagbag": airflow["dagbag"], "nightly": nightly, "daily": daily, "gap": gap,
         "nights": nights, "training": training, "failing": failing,
     }  # fmt: skip
 
