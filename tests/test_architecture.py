@@ -1,9 +1,9 @@
 """The shape of the code, as docs/architecture.md ("Module map") describes it.
 
-Layers, lowest first; a package imports only from lower layers (and from itself):
-configuration and contracts, shared feature and dataset code, the stage libraries, the
-applications (scorer, replay, hooks), then the Kedro wiring. Pipelines talk
-through the catalog, never by importing one another. Functions fit on a screen. No
+Layers, lowest first; a package imports only from lower layers (and from itself): the
+parameters' schemas, configuration and contracts, shared feature and dataset code, the
+stage libraries, the applications (scorer, replay, hooks), then the Kedro wiring.
+Pipelines talk through the catalog, never by importing one another. Functions fit on a screen. No
 module reaches for another's private names; Feast's private helpers are used in one
 place only, the Redis backend, so a Feast upgrade touches that file alone.
 """
@@ -20,6 +20,7 @@ from tests.conftest import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "src" / "payments_ml"
 LAYERS = [
+    {"parameters"},
     {"config", "contracts", "structured_logging", "mlflow_plugins", "mlflow_hook"},
     {"features", "datasets", "labels"},
     {"data_gen", "ingest", "training", "monitoring", "feature_store"},

@@ -63,18 +63,36 @@ def test_a_failing_node_still_closes_ray_and_says_why(project, ray_session):
     # Joining the session's cluster: the hook closes what it opened either way (a local
     # start is closed by the data_gen test above).
     address = ray_session.get_runtime_context().gcs_address
+    # A value the parameter schema leaves to the generator's own draws: its Ray task fails.
     failed = kedro(
         project,
         "--pipelines",
         "data_gen",
         "--params",
-        "data_gen.n_days=0",
+        SMALL + ",data_gen.n_days=1,data_gen.seasonality.amount_sigma=-1",
         env={"RAY_ADDRESS": address},
     )
     log = failed.stdout + failed.stderr
     assert failed.returncode != 0
-    assert "data_gen.n_days must be >= 1, got 0" in log
+    assert "ValueError: scale < 0" in log and "partition: event_date=2025-06-09" in log
     assert "Ray session closed" in log
+
+
+def test_a_parameter_out_of_range_stops_the_run_before_anything_is_written(tmp_path):
+    """One line naming key, value and range; no node ran, nothing was written (not even
+    MLflow's store), no Ray session was opened."""
+    fresh = scratch_project(tmp_path / "fresh")
+    run = kedro(fresh, "--pipelines", "data_gen", "--params", "data_gen.n_days=-3")
+    assert run.returncode == 1
+    said = [line for line in (run.stdout + run.stderr).splitlines() if "n_days" in line]
+    assert said == [
+        "Error: Invalid parameters (conf/<env>/parameters_*.yml or --params): "
+        "data_gen.n_days = -3: must be >= 1. Nothing was run."
+    ]
+    assert "Traceback" not in run.stdout + run.stderr and "Ray" not in run.stdout
+    assert not (fresh / "data").exists() or not any(
+        p.is_file() for p in (fresh / "data").rglob("*")
+    )
 
 
 def test_kedro_run_trains_tracks_and_registers_in_mlflow(trained_project):
@@ -231,3 +249,15 @@ def _haproxy_pids() -> set[int]:
     import psutil  # noqa: PLC0415 (a Ray dependency)
 
     return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "haproxy"}
+
+
+def test_an_unknown_pipeline_is_one_line_naming_the_pipelines(project):
+    """Kedro's own error is a 200-line ImportError traceback; ours names the real ones."""
+    run = kedro(project, "--pipelines", "nonexist")
+    assert run.returncode != 0
+    said = [line for line in (run.stdout + run.stderr).splitlines() if "nonexist" in line]
+    assert said == [
+        "Error: There is no pipeline 'nonexist'. Pipelines: daily, daily_ingest, data_gen, "
+        "features, ingest, labels, monitoring, serving, training."
+    ]
+    assert "Traceback" not in run.stdout + run.stderr

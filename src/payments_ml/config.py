@@ -19,6 +19,8 @@ from kedro.framework.hooks import hook_impl
 from kedro.utils import find_kedro_project
 from omegaconf.resolvers import oc
 
+from payments_ml.parameters import ParameterError, check_parameters
+
 # The project whose configuration is being read, when it is not the working folder's
 # (project_settings of another folder: the scorer, the replay, the orchestration CLI).
 _READING: contextvars.ContextVar[Path | None] = contextvars.ContextVar("reading", default=None)
@@ -173,11 +175,11 @@ def label_delays(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_label_delay(params: dict[str, Any]) -> None:
-    """Raise ValueError when the label-delay parameters present in ``params`` differ."""
+    """Raise ParameterError when the label-delay parameters present in ``params`` differ."""
     found = label_delays(params)
     if len({float(v) for v in found.values()}) > 1:
         listed = ", ".join(f"{k}={v}" for k, v in found.items())
-        raise ValueError(
+        raise ParameterError(
             f"the label delay differs between pipelines ({listed}); set it once with "
             "`--params label_delay_days=N` or label_delay_days in conf/<env>/globals.yml"
         )
@@ -215,4 +217,6 @@ class ParametersHook:
     def after_context_created(self, context: Any) -> None:
         runtime = dict(getattr(context.config_loader, "runtime_params", None) or {})
         _RUN[:] = [RunContext(Path(context.project_path), context.env, runtime)]
-        check_label_delay(context.params)
+        params = context.params
+        check_parameters(params)  # types and ranges, before any node reads or writes
+        check_label_delay(params)

@@ -31,7 +31,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         unknown = re.search(r"'payments_ml\.pipelines\.(\w+)'", str(error))
         if error.__cause__ is not None or unknown is None:
             raise  # a pipeline package that fails to import: its own traceback
-        raise click.UsageError(
+        raise click.ClickException(
             f"There is no pipeline '{unknown[1]}'. Pipelines: {', '.join(pipeline_names())}."
         ) from None
     own = {name: pipelines.get(name) for name in COMPOSED}

@@ -12,7 +12,9 @@ from payments_ml.mlflow_hook import mlflow_hook  # noqa: E402 (after the deferra
 
 # kedro-mlflow's hook with its parameters written in batches (payments_ml/mlflow_hook.py)
 # stands in for the one the plugin registers (its distribution name, as Kedro reads it).
-HOOKS = (RayHook(), LoggingHook(), ParametersHook(), mlflow_hook)
+# Hooks run last registered first: the parameters are checked before MLflow's store is
+# opened or created.
+HOOKS = (RayHook(), LoggingHook(), mlflow_hook, ParametersHook())
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
 
 __all__ = ["CONFIG_LOADER_ARGS", "DISABLE_HOOKS_FOR_PLUGINS", "HOOKS"]

@@ -6,7 +6,7 @@ order at --rate requests/s to /score, with a progress bar and a summary: sent, o
 errors, latency percentiles, decisions, frauds caught. --check compares the features the
 scorer used with training_set. --sample scores one transaction and prints the answer.
 Paths (raw_transactions, training_set, the Feast store) come from the project's
-configuration in --env, as `kedro run --env` reads them.
+configuration in --env, as 'kedro run --env' reads them.
 """
 
 from __future__ import annotations
@@ -165,6 +165,19 @@ def _bodies(rows: pd.DataFrame) -> list[dict[str, Any]]:
     return frame.to_dict(orient="records")
 
 
+def scorer_answers(url: str, timeout_s: float = 5.0) -> None:
+    """Stop with one line when nothing answers at ``url`` (before the online store is
+    touched); any HTTP answer, a 503 of a degraded scorer included, is an answer."""
+    try:
+        requests.get(f"{url}/health", timeout=timeout_s)
+    except requests.RequestException as error:
+        reason = type(error).__name__
+        raise SystemExit(
+            f"The scorer is not answering at {url} ({reason}): start it with `make run` "
+            "(or `make serve`), or point --url at it."
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m payments_ml.stream",
@@ -188,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from payments_ml.config import project_settings  # noqa: PLC0415
 
+    scorer_answers(args.url)
     settings = project_settings(args.project_path, args.env)
     raw = Path(settings["datasets"]["raw_transactions"])
     days = generated_days(raw)
