@@ -70,6 +70,12 @@ run: ray-head
 	@echo "Sample score (POST http://127.0.0.1:8000/score):"
 	@$(BIN)/python -m payments_ml.stream --sample
 	@echo
+	@# Traffic for the scorer's log, then a monitoring pass that judges it (score drift,
+	@# served-feature drift): the whole run above monitored before any request was scored.
+	@echo "Replaying 2000 transactions of the last day (summary: data/08_reporting/replay_summary.json)"
+	@$(BIN)/python -m payments_ml.stream --rate 200 --limit 2000 > data/08_reporting/replay_summary.json
+	RAY_ADDRESS=$(RAY_HEAD) $(BIN)/kedro run --pipelines monitoring
+	@echo
 	@echo "Transactions: data/01_raw/transactions/ (quarantine: data/01_raw/transactions_quarantine/)"
 	@echo "Summary:      data/08_reporting/data_gen_summary.json"
 	@echo "Model input:  data/05_model_input/training_set/  (snapshots: data/04_feature/)"

@@ -51,6 +51,7 @@ def run_monitoring(
             "scored_transactions": ParquetLogDataset(filepath=str(folder / "scored")),
             "params:monitoring": MemoryDataset(params),
             "training_split": MemoryDataset(training_split),
+            "serving_deployment": MemoryDataset({}),  # none yet
             "params:training.registry.model_name": MemoryDataset("fraud_model"),
             "data_quality": ParquetDataset(filepath=str(folder / "data_quality.parquet")),
             "drift_report": JSONDataset(filepath=str(folder / "drift.json")),

@@ -75,12 +75,16 @@ def measure_drift(
     training_split: dict[str, Any],
     params: dict[str, Any],
     model_name: str,
+    serving_deployment: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Feature drift of the training set's recent days, score and served-feature drift.
 
     The reference window is the one the model was trained on (fit and validation days
     of ``training_split``, as the training pipeline wrote it); the recent window is the
-    training set's last ``drift.recent_days``.
+    training set's last ``drift.recent_days``. ``serving_deployment`` (empty before a
+    first deployment) is the scorer the serving stage left running: taking it as an
+    input makes a whole `kedro run` monitor after serving, and the report names the
+    version it deployed.
     """
     drift = params["drift"]
     if not training_split:
@@ -112,6 +116,7 @@ def measure_drift(
     )
     served_features["reference_window"] = train
     return {
+        "deployed_model_version": (serving_deployment or {}).get("model_version"),
         "feature_drift": features,
         "score_drift": score,
         "served_feature_drift": served_features,

@@ -29,6 +29,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "training_split",
                     "params:monitoring",
                     "params:training.registry.model_name",
+                    "serving_deployment",  # after serving, in a whole `kedro run`
                 ],
                 outputs="drift",
                 name="measure_drift_node",
