@@ -75,6 +75,7 @@ def measure_drift(
     training_split: dict[str, Any],
     params: dict[str, Any],
     model_name: str,
+    *,
     serving_deployment: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Feature drift of the training set's recent days, score and served-feature drift.

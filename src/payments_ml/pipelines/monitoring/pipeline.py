@@ -23,14 +23,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=nodes.measure_drift,
-                inputs=[
-                    "training_set@pandas",
-                    "scored_transactions",
-                    "training_split",
-                    "params:monitoring",
-                    "params:training.registry.model_name",
-                    "serving_deployment",  # after serving, in a whole `kedro run`
-                ],
+                inputs={
+                    "training_set": "training_set@pandas",
+                    "scored_transactions": "scored_transactions",
+                    "training_split": "training_split",
+                    "params": "params:monitoring",
+                    "model_name": "params:training.registry.model_name",
+                    "serving_deployment": "serving_deployment",  # after serving, in `kedro run`
+                },
                 outputs="drift",
                 name="measure_drift_node",
             ),
