@@ -154,7 +154,22 @@ class Monitoring(_Section):
     rules: dict[str, Any]
 
 
+class QuarantineShares(_Section):
+    warn_share: float = Share
+    fail_share: float = Share
+
+    @model_validator(mode="after")
+    def _ordered(self) -> QuarantineShares:
+        if self.warn_share > self.fail_share:
+            raise ValueError(
+                f"warn_share ({self.warn_share}) must be <= fail_share ({self.fail_share})"
+            )
+        return self
+
+
 class Ingest(_Open):
+    quarantine: QuarantineShares | None = None
+    alerts_path: str | None = None
     path: str | None = None
     format: Literal["auto", "csv", "parquet"] = "auto"
     label_delay_days: int = Days

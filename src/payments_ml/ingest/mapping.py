@@ -73,6 +73,8 @@ _KEYS = {
     "batch_rows",
     "labels",
     "run_date",
+    "quarantine",
+    "alerts_path",
 }
 _LABELS_KEYS = {"path", "format", "fs_args", "csv", "columns", "timestamp", "label", "source"}
 _CSV_KEYS = {"delimiter", "quote_char", "escape_char", "encoding", "skip_rows", "null_values"}
@@ -186,6 +188,9 @@ class IngestPlan(SourcePlan):
         catalogues: Carried columns that describe a customer, card or merchant.
         partitions: Partitions of the contract check; ``None``: 2 per cluster CPU.
         labels: The labels file, if there is one (``ingest.labels``).
+        quarantine_shares: Quarantined share of the rows above which the ingest warns
+            (and raises an alert), and above which it fails (``ingest.quarantine``).
+        alerts_path: The alert log those alerts go to (``ingest.alerts_path``).
     """
 
     ids: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -194,6 +199,8 @@ class IngestPlan(SourcePlan):
     catalogues: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     partitions: int | None = None
     labels: LabelsPlan | None = None
+    quarantine_shares: tuple[float, float] = (0.01, 0.10)
+    alerts_path: str | None = None
 
     @property
     def source_columns(self) -> list[str]:
@@ -266,8 +273,23 @@ def plan_ingest(params: dict[str, Any]) -> IngestPlan:
         batch_rows=batch_rows,
         run_date=run_date,
         labels=labels,
+        quarantine_shares=_quarantine_shares(params.get("quarantine")),
+        alerts_path=params.get("alerts_path"),
     )
     return _with_source(plan, params)
+
+
+def _quarantine_shares(section: dict[str, Any] | None) -> tuple[float, float]:
+    """``ingest.quarantine``'s (warn_share, fail_share), checked: 0 <= warn <= fail <= 1."""
+    section = dict(section or {})
+    _check_keys(section, {"warn_share", "fail_share"}, "ingest.quarantine")
+    warn, fail = float(section.get("warn_share", 0.01)), float(section.get("fail_share", 0.10))
+    if not 0 <= warn <= fail <= 1:
+        raise ValueError(
+            f"ingest.quarantine: need 0 <= warn_share <= fail_share <= 1, got "
+            f"warn_share {warn} and fail_share {fail}"
+        )
+    return warn, fail
 
 
 def _run_date(value: Any) -> str | None:

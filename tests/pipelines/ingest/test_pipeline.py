@@ -28,7 +28,8 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 @pytest.fixture(scope="module")
 def sparkov_params() -> dict:
-    return load_parameters(PROJECT_ROOT)["ingest"]
+    # No alert log: the shipped one is under the repository's data/.
+    return load_parameters(PROJECT_ROOT)["ingest"] | {"alerts_path": None}
 
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
@@ -223,7 +224,10 @@ def test_a_wrong_timestamp_unit_quarantines_everything_and_the_outputs_stay_read
     sparkov_sample(60).to_csv(source)
     # Text timestamps read as epoch seconds: not one row maps.
     wrong_unit = {"column": "trans_date_trans_time", "unit": "s"}
-    plan = plan_ingest(sparkov_params | {"path": str(source), "timestamp": wrong_unit})
+    accept_all = {"warn_share": 0.01, "fail_share": 1.0}  # the default fails the run
+    plan = plan_ingest(
+        sparkov_params | {"path": str(source), "timestamp": wrong_unit, "quarantine": accept_all}
+    )
     valid, quarantine, summary, stats = ingest_transactions(plan)
     assert (summary["valid"], summary["quarantined"]) == (0, 60)
     assert summary["quarantine_by_check"]["event_timestamp: not a timestamp (s)"] == 60
@@ -238,6 +242,48 @@ def test_a_wrong_timestamp_unit_quarantines_everything_and_the_outputs_stay_read
     customers, cards, merchants = derive_catalogues(stats, plan)
     assert len(customers) == len(cards) == len(merchants) == 0
     assert "customer_id" in customers and "merchant_id" in merchants
+
+
+def test_a_large_quarantine_warns_then_fails_naming_the_count_of_each_check(
+    sparkov_params, tmp_path, caplog
+):
+    """An upstream bug that duplicates ids: within ingest.quarantine.warn_share (1 %) the
+    ingest is quiet; above it, a warning and an alert in the alert log; above fail_share
+    (10 %), a critical alert and the run stops before a transaction is written."""
+    from payments_ml.monitoring.alerts import read_alerts  # noqa: PLC0415
+    from payments_ml.pipelines.ingest.nodes import QuarantineTooLarge  # noqa: PLC0415
+
+    rows = sparkov_transactions(200, n_customers=20, n_merchants=10, n_days=3, seed=5)
+    rows = rows.sort_values("unix_time", ignore_index=True)
+    alerts = tmp_path / "alerts.jsonl"
+
+    def ingest(duplicates: int):
+        copy = rows.copy()
+        firsts = copy.loc[: duplicates - 1, "trans_num"].to_numpy()
+        copy.loc[100 : 99 + duplicates, "trans_num"] = firsts  # later copies: quarantined
+        source = tmp_path / f"dup{duplicates}.csv"
+        copy.to_csv(source)
+        params = sparkov_params | {"path": str(source), "alerts_path": str(alerts)}
+        return ingest_transactions(plan_ingest(params))
+
+    assert ingest(1)[2]["quarantined"] == 1 and not alerts.exists()  # 0.5 %
+    assert ingest(10)[2]["quarantined"] == 10  # 5 %
+    warned = read_alerts(alerts)
+    assert [(a["severity"], a["metric"], a["value"]) for a in warned] == [
+        ("warning", "ingest_quarantine_share", 0.05)
+    ]
+    assert "10 of 200 rows quarantined (5.0%, above ingest.quarantine.warn_share 1.0%)" in (
+        caplog.text
+    )
+    with pytest.raises(QuarantineTooLarge) as stopped:
+        ingest(29)  # 14.5 %
+    message = str(stopped.value)
+    assert "29 of 200 rows quarantined (14.5%, above ingest.quarantine.fail_share 10.0%)" in message
+    assert "transaction_id" in message.split("by check:")[1]
+    assert "No transaction was written" in message
+    critical = read_alerts(alerts)[-1]
+    assert critical["severity"] == "critical" and critical["value"] == 0.145
+    assert critical["context"]["quarantine_by_check"]
 
 
 def _bytes(root: Path) -> dict[str, bytes]:

@@ -16,6 +16,7 @@ the night's entities are merged into the stored catalogues (:func:`derive_catalo
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from payments_ml.ingest.mapping import (
     utc_dates,
 )
 from payments_ml.labels import feed
+from payments_ml.monitoring.alerts import Alert, append_alerts, new_run_id
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +136,7 @@ def ingest_transactions(
         raise RuntimeError(
             f"ingest lost rows: read {rows_read}, valid + quarantined = {summary['rows']}"
         )
+    gate_quarantine(summary, plan)
     by_day = shuffle(
         list(valid_refs),
         _day_groups,
@@ -280,6 +283,55 @@ def _totals(counts: list[dict[str, Any]], key: str, checks: bool = False) -> dic
             for name in value.split("; ") if checks else [value]:
                 totals[name] = totals.get(name, 0) + n
     return dict(sorted(totals.items()))
+
+
+class QuarantineTooLarge(ValueError):
+    """More of the source was quarantined than ``ingest.quarantine.fail_share`` allows."""
+
+
+def gate_quarantine(summary: dict[str, Any], plan: IngestPlan) -> Alert | None:
+    """Judge the quarantined share of an ingest against ``ingest.quarantine``.
+
+    Above ``warn_share``: a warning, and an alert appended to the alert log (when
+    ``plan.alerts_path`` is set), which the dashboard shows. Above ``fail_share``: a
+    critical alert, then :class:`QuarantineTooLarge` naming the count of each failed
+    check, before any transaction is written.
+
+    Returns:
+        The alert raised, or ``None`` when the share is within ``warn_share``.
+    """
+    rows, quarantined = summary["rows"], summary["quarantined"]
+    share = quarantined / rows if rows else 0.0
+    warn, fail = plan.quarantine_shares
+    if share <= warn:
+        return None
+    failed = share > fail
+    key, limit = ("fail_share", fail) if failed else ("warn_share", warn)
+    checks = "; ".join(f"{check}: {n}" for check, n in summary["quarantine_by_check"].items())
+    message = (
+        f"ingest of {plan.path}: {quarantined} of {rows} rows quarantined ({share:.1%}, above "
+        f"ingest.quarantine.{key} {limit:.1%}); by check: {checks}"
+    )
+    alert = Alert(
+        severity="critical" if failed else "warning",
+        metric="ingest_quarantine_share",
+        value=share,
+        threshold=limit,
+        rule=f"ingest_quarantine_{key.removesuffix('_share')}",
+        message=message,
+        day=plan.run_date,
+        context={"source": plan.path, "quarantine_by_check": summary["quarantine_by_check"]},
+    )
+    if plan.alerts_path:
+        now = dt.datetime.now(dt.UTC)
+        append_alerts(plan.alerts_path, [alert.record(new_run_id(now), now)])
+    if failed:
+        raise QuarantineTooLarge(
+            f"{message}. No transaction was written: fix the source, or raise "
+            "ingest.quarantine.fail_share if this is expected."
+        )
+    logger.warning("%s", message)
+    return alert
 
 
 def summarize(counts: list[dict[str, Any]], plan: IngestPlan) -> dict[str, Any]:
