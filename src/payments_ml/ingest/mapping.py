@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.dataset as pa_ds
 import pyarrow.fs as pa_fs
+import pyarrow.parquet as pq
 
 from payments_ml.config import absolute_path
 from payments_ml.contracts import ARROW_TYPES, CONTRACT_COLUMNS, QUARANTINE_REASON
@@ -372,7 +373,44 @@ def _check_source_columns(plan: SourcePlan, schema: pa.Schema, keys: str) -> Non
     if missing:
         raise ValueError(
             f"{plan.where}: source column(s) {missing} not in {plan.path}; it has "
-            f"{schema.names}. Fix {keys}."
+            f"{schema.names}. Fix {keys}.{_delimiter_hint(plan, schema)}"
+        )
+    _check_every_file(plan)
+
+
+_DELIMITERS = {"|": "'|'", ";": "';'", "\t": "'\\t'"}
+
+
+def _delimiter_hint(plan: SourcePlan, schema: pa.Schema) -> str:
+    """When a CSV header reads as one column holding another delimiter, say which."""
+    if plan.format != "csv" or len(schema.names) != 1:
+        return ""
+    for delimiter, spelt in _DELIMITERS.items():
+        if delimiter in schema.names[0] and delimiter != plan.csv.get("delimiter", ","):
+            return (
+                f" The header reads as one column holding {spelt}: the file looks "
+                f"{spelt}-delimited; set {plan.where}.csv.delimiter: {spelt}"
+            )
+    return ""
+
+
+def _check_every_file(plan: SourcePlan) -> None:
+    """A folder's files must all hold the mapped columns (the first one was checked): a
+    file of another layout is named here, not met by a reader task halfway through."""
+    files = source_files(plan) or []
+    wrong = {}
+    for path in files[1:]:
+        names = _file_schema(plan, path).names
+        missing = [c for c in plan.source_columns if c not in names]
+        if missing:
+            wrong[path] = missing
+    if wrong:
+        listed = "; ".join(f"{path} lacks {missing}" for path, missing in list(wrong.items())[:5])
+        more = f" (and {len(wrong) - 5} more)" if len(wrong) > 5 else ""
+        raise ValueError(
+            f"{plan.where}.path: {len(wrong)} of the {len(files)} files in {plan.path} have "
+            f"another layout: {listed}{more}. Keep one layout per folder, or point "
+            f"{plan.where}.path at one file."
         )
 
 
@@ -753,22 +791,35 @@ def _source_schema(plan: SourcePlan) -> pa.Schema:
     """Column names and (for CSV: guessed from the first rows) types of the source."""
     files = source_files(plan)
     fs, path = fsspec.core.url_to_fs(plan.path, **plan.fs_args)
-    first = files[0] if files else plan.path
-    try:
-        if plan.format == "parquet":
+    if plan.format == "parquet":
+        try:
             return pa_ds.dataset(
                 path,
                 format="parquet",
                 filesystem=pa_fs.PyFileSystem(pa_fs.FSSpecHandler(fs)),
                 partitioning="hive",
             ).schema
-        with fsspec.open(first, "rb", compression="infer", **plan.fs_args) as f:
+        except pa.ArrowInvalid as err:
+            raise _unreadable(plan, plan.path, err) from err
+    return _file_schema(plan, files[0] if files else plan.path)
+
+
+def _file_schema(plan: SourcePlan, path: str) -> pa.Schema:
+    """One file's columns (CSV: types guessed from its first rows; Parquet: its footer)."""
+    try:
+        with fsspec.open(path, "rb", compression="infer", **plan.fs_args) as f:
+            if plan.format == "parquet":
+                return pq.read_schema(f)
             return pa_csv.open_csv(f, **plan.csv_options(infer=True)).schema
     except (pa.ArrowInvalid, UnicodeDecodeError) as err:
-        raise ValueError(
-            f"{plan.where}.path: cannot read the header of {first} as {plan.format} ({err}); "
-            f"check the file, {plan.where}.format and {plan.where}.csv"
-        ) from err
+        raise _unreadable(plan, path, err) from err
+
+
+def _unreadable(plan: SourcePlan, path: str, err: Exception) -> ValueError:
+    return ValueError(
+        f"{plan.where}.path: cannot read the header of {path} as {plan.format} ({err}); "
+        f"check the file, {plan.where}.format and {plan.where}.csv"
+    )
 
 
 def _extra_columns(

@@ -119,6 +119,36 @@ def test_a_tsv_file_is_read_with_tabs(tmp_path):
     assert _map(plan)["quarantine_reason"].isna().all()
 
 
+@pytest.mark.parametrize(("sep", "spelt"), [("|", "'|'"), (";", "';'")])
+def test_a_file_with_another_delimiter_is_named_with_the_key_to_set(tmp_path, sep, spelt):
+    _source().to_csv(tmp_path / "tx.csv", sep=sep, index=False)
+    with pytest.raises(ValueError) as refused:
+        plan_ingest({**BASE, "path": str(tmp_path / "tx.csv")})
+    assert f"the file looks {spelt}-delimited; set ingest.csv.delimiter: {spelt}" in str(
+        refused.value
+    )
+    plan = plan_ingest({**BASE, "path": str(tmp_path / "tx.csv"), "csv": {"delimiter": sep}})
+    assert _map(plan)["quarantine_reason"].isna().all()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_folder_file_of_another_layout_is_named_before_any_row_is_read(tmp_path, fmt):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    write = {"csv": pd.DataFrame.to_csv, "parquet": pd.DataFrame.to_parquet}[fmt]
+    write(_source(), folder / f"a.{fmt}", index=False)
+    write(_source(), folder / f"b.{fmt}", index=False)
+    write(pd.DataFrame({"id": [1], "name": ["x"]}), folder / f"customers.{fmt}", index=False)
+    with pytest.raises(ValueError) as refused:
+        plan_ingest({**BASE, "path": str(folder)})
+    message = str(refused.value)
+    assert f"1 of the 3 files in {folder} have another layout" in message
+    assert f"{folder}/customers.{fmt} lacks ['tx', 'cust', 'shop', 'amt', 'fraud', 'ts']" in message
+    assert "Keep one layout per folder" in message
+    (folder / f"customers.{fmt}").unlink()
+    assert plan_ingest({**BASE, "path": str(folder)}).format == fmt
+
+
 @pytest.mark.parametrize("name", ["tx.csv.gz", "tx.parquet", "folder"])
 def test_format_comes_from_the_suffix_or_the_folders_files(tmp_path, name):
     frame = _source()
