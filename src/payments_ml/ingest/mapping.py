@@ -79,7 +79,7 @@ _KEYS = {
 }
 _LABELS_KEYS = {"path", "format", "fs_args", "csv", "columns", "timestamp", "label", "source"}
 _CSV_KEYS = {"delimiter", "quote_char", "escape_char", "encoding", "skip_rows", "null_values"}
-_TIMESTAMP_KEYS = {"column", "unit", "origin", "format", "timezone"}
+_TIMESTAMP_KEYS = {"column", "time_column", "unit", "origin", "format", "timezone"}
 _CATALOGUES = ("customers", "cards", "merchants")
 _COMPRESSION = (".gz", ".bz2", ".zst", ".lz4", ".br")
 _CSV_SUFFIXES = tuple(f"{s}{c}" for s in (".csv", ".tsv", ".txt") for c in ("", *_COMPRESSION))
@@ -126,7 +126,13 @@ class SourcePlan:
     @property
     def source_columns(self) -> list[str]:
         """Source columns to read, each once, in mapping order."""
-        return list(dict.fromkeys(self.columns.values()))
+        return list(dict.fromkeys([*self.columns.values(), *self.time_of_day_columns]))
+
+    @property
+    def time_of_day_columns(self) -> list[str]:
+        """``timestamp.time_column``, when the date and the time of day are two columns."""
+        column = self.timestamp.get("time_column")
+        return [column] if column else []
 
     def filesystem(self) -> pa_fs.FileSystem | None:
         """A pyarrow filesystem for non-local sources (``None``: the local one)."""
@@ -206,7 +212,11 @@ class IngestPlan(SourcePlan):
     @property
     def source_columns(self) -> list[str]:
         """Source columns to read, each once, in mapping order."""
-        wanted = [*self.columns.values(), *(src for src, _ in self.extra_columns.values())]
+        wanted = [
+            *self.columns.values(),
+            *self.time_of_day_columns,
+            *(src for src, _ in self.extra_columns.values()),
+        ]
         return list(dict.fromkeys(wanted))
 
     @property
@@ -457,7 +467,7 @@ def map_table(source: pa.Table, plan: IngestPlan) -> pa.Table:
     """
     col = plan.columns
     tx = _text(source[col["transaction_id"]])
-    ts, missing, bad = _timestamps(source[col["event_timestamp"]], plan.timestamp)
+    ts, missing, bad = _timestamps(_time_text(source, plan, "event_timestamp"), plan.timestamp)
     out: dict[str, pa.Array] = {"transaction_id": tx, "event_timestamp": ts}
     problems: list[tuple[np.ndarray, str]] = [
         (_nulls(tx), "transaction_id: null"),
@@ -552,7 +562,7 @@ def map_labels(source: pa.Table, plan: LabelsPlan) -> pa.Table:
     """
     col = plan.columns
     tx = _text(source[col["transaction_id"]])
-    at, missing_at, bad_at = _timestamps(source[col["reported_at"]], plan.timestamp)
+    at, missing_at, bad_at = _timestamps(_time_text(source, plan, "reported_at"), plan.timestamp)
     verdict, missing_verdict, bad_verdict = _labels(source[col["is_fraud"]], plan)
     given = _text(source[col["source"]]) if "source" in col else pa.nulls(len(source), pa.string())
     blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(given), ""), True)
@@ -668,7 +678,14 @@ def _timestamp_spec(
     fmt = spec.get("format")
     if fmt is not None and unit != "iso":
         raise ValueError(f"{where}.timestamp.format (a strptime pattern) needs unit: iso")
-    return {"unit": unit, "origin": origin, "format": fmt, "timezone": timezone}, str(column)
+    time_column = spec.get("time_column")
+    if time_column is not None and unit != "iso":
+        raise ValueError(
+            f"{where}.timestamp.time_column (the time of day, beside the date in column) "
+            "needs unit: iso"
+        )
+    checked = {"unit": unit, "origin": origin, "format": fmt, "timezone": timezone}
+    return checked | {"time_column": time_column}, str(column)
 
 
 def _columns(columns: dict[str, Any], ts_column: str, labelled: bool) -> dict[str, str]:
@@ -978,6 +995,16 @@ def _labels(
     missing = _nulls(text)
     bad = ~missing & ~known.to_numpy(zero_copy_only=False)
     return labels, missing, bad
+
+
+def _time_text(source: pa.Table, plan: SourcePlan, name: str) -> pa.Array | pa.ChunkedArray:
+    """The source column of ``name``; with ``timestamp.time_column``, the date and the
+    time of day joined by a space (``2025-03-01 10:00:00``; null when either is)."""
+    values = source[plan.columns[name]]
+    if not plan.time_of_day_columns:
+        return values
+    time_of_day = source[plan.time_of_day_columns[0]]
+    return pc.binary_join_element_wise(_text(values), _text(time_of_day), " ")
 
 
 def _timestamps(

@@ -202,6 +202,35 @@ def test_naive_times_are_read_in_the_given_zone_and_impossible_ones_quarantined(
     assert mapped.loc[1, "quarantine_reason"] == "event_timestamp: not a timestamp (iso)"
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_date_and_a_time_of_day_in_two_columns_make_one_timestamp(tmp_path, fmt):
+    """The layout of many bank exports (and generators): trans_date, trans_time."""
+    source = _source(3, ts=["2025-03-01", "2025-03-02", None]).assign(
+        at=["10:05:00", "23:59:59.5", "08:00:00"]
+    )
+    if fmt == "parquet":
+        source["ts"] = pd.to_datetime(source["ts"]).dt.date  # a date column, a text time
+    plan = _plan(tmp_path, source, fmt, timestamp={"column": "ts", "time_column": "at"})
+    assert "at" in plan.source_columns
+    mapped = _map(plan)
+    assert list(mapped["event_timestamp"][:2]) == [
+        pd.Timestamp("2025-03-01 10:05:00", tz="UTC"),
+        pd.Timestamp("2025-03-02 23:59:59.5", tz="UTC"),
+    ]
+    assert mapped.loc[2, "quarantine_reason"] == "event_timestamp: null"
+
+
+def test_two_columns_with_a_format_and_a_zone(tmp_path):
+    source = _source(1, ts=["01/03/2025"]).assign(at=["10:05"])
+    timestamp = {"time_column": "at", "format": "%d/%m/%Y %H:%M", "timezone": "Europe/Paris"}
+    mapped = _map(_plan(tmp_path, source, timestamp=timestamp))
+    assert mapped.loc[0, "event_timestamp"] == pd.Timestamp("2025-03-01 09:05", tz="UTC")
+    with pytest.raises(ValueError, match="time_column .* needs unit: iso"):
+        _plan(tmp_path, _source(1).assign(at=["1"]), timestamp={"time_column": "at", "unit": "s"})
+    with pytest.raises(ValueError, match=r"source column\(s\) \['clock'\] not in"):
+        _plan(tmp_path, source, timestamp={"time_column": "clock"})
+
+
 def test_a_strptime_format_reads_non_iso_text(tmp_path):
     source = _source(2, ts=["01/03/2025 10:05", "31/02/2025 10:05"])
     mapped = _map(_plan(tmp_path, source, timestamp={"format": "%d/%m/%Y %H:%M"}))
