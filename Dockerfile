@@ -48,8 +48,8 @@ COPY src ./src
 COPY conf/base ./conf/base
 COPY conf/cluster ./conf/cluster
 COPY conf/logging.yml ./conf/logging.yml
-RUN mkdir -p conf/local data \
-    && chown ray:ray conf/local data
+RUN mkdir -p conf/local data logs \
+    && chown ray:ray conf/local data logs
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     KEDRO_DISABLE_TELEMETRY=true \

@@ -59,13 +59,19 @@ install-dev: $(VENV)/.installed-dev
 ray-head: install
 	@$(BIN)/ray get-auth-token --generate >/dev/null 2>&1
 	@[ ! -f "$(RAY_TOKEN)" ] || chmod 600 "$(RAY_TOKEN)"
+	@mkdir -p logs
 	@$(BIN)/ray status --address $(RAY_HEAD) >/dev/null 2>&1 || \
-	$(BIN)/ray start --head --node-ip-address 127.0.0.1 --port $(RAY_PORT) \
+	{ $(BIN)/ray start --head --node-ip-address 127.0.0.1 --port $(RAY_PORT) \
 	  --dashboard-host 127.0.0.1 --dashboard-port 8265 \
-	  --object-store-memory 2000000000 --disable-usage-stats
+	  --object-store-memory 2000000000 --disable-usage-stats > logs/ray-start.log 2>&1 \
+	  && echo "Ray head started on $(RAY_HEAD), dashboard http://127.0.0.1:8265 (log: logs/ray-start.log)" \
+	  || { cat logs/ray-start.log; exit 1; }; }
+
+# `make run VERBOSE=1`: every library's INFO on the console, as before the quiet console.
+KEDRO_LOG := $(if $(VERBOSE),KEDRO_LOGGING_CONFIG=conf/logging-verbose.yml)
 
 run: ray-head
-	RAY_ADDRESS=$(RAY_HEAD) $(BIN)/kedro run
+	RAY_ADDRESS=$(RAY_HEAD) $(KEDRO_LOG) $(BIN)/kedro run
 	@echo
 	@echo "Sample score (POST http://127.0.0.1:8000/score):"
 	@$(BIN)/python -m payments_ml.stream --sample
@@ -74,7 +80,7 @@ run: ray-head
 	@# served-feature drift): the whole run above monitored before any request was scored.
 	@echo "Replaying 2000 transactions of the last day (summary: data/08_reporting/replay_summary.json)"
 	@$(BIN)/python -m payments_ml.stream --rate 200 --limit 2000 > data/08_reporting/replay_summary.json
-	RAY_ADDRESS=$(RAY_HEAD) $(BIN)/kedro run --pipelines monitoring
+	RAY_ADDRESS=$(RAY_HEAD) $(KEDRO_LOG) $(BIN)/kedro run --pipelines monitoring
 	@echo
 	@echo "Transactions: data/01_raw/transactions/ (quarantine: data/01_raw/transactions_quarantine/)"
 	@echo "Summary:      data/08_reporting/data_gen_summary.json"

@@ -40,6 +40,7 @@ def scratch_project(root: Path) -> Path:
     """
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
+    (root / "logs").mkdir()  # conf/logging.yml's full log
     (root / "conf" / "local" / "ray.yml").write_text("ray:\n  include_dashboard: false\n")
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
     shutil.copytree(

@@ -35,6 +35,13 @@ def test_data_gen_runs_then_one_day_is_regenerated_identically(project, ray_sess
     assert full.returncode == 0, full.stdout[-3000:] + full.stderr[-3000:]
     log = full.stdout + full.stderr
     assert "Ray started locally" in log and "Ray session closed" in log
+    # The quiet console: a line per node with its time, no library noise; the full detail
+    # (Kedro's loads and saves, Ray Data's progress) in the run's log file, named at the end.
+    assert "[4/4] generate_transactions_node" in log and "full log: " in log
+    for noise in ("Loading data from", "register_new_resolver", "Add type hints", "will hang"):
+        assert noise not in log, noise
+    detail = (project / "logs" / "payments-ml.log").read_text()
+    assert "Loading data from params:data_gen" in detail and "Wrote " in detail
     summary = json.loads((project / "data/08_reporting/data_gen_summary.json").read_text())
     assert summary["days"] == 4 and summary["quarantined"] > 0
     for name in ("customers", "cards", "merchants"):

@@ -12,15 +12,22 @@ import datetime as dt
 import logging
 import logging.config
 import re
+import time
 import traceback
 from typing import Any
 
 from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 
-from payments_ml.structured_logging import error_partition, partition_label, set_context
+from payments_ml.structured_logging import (
+    error_partition,
+    partition_label,
+    run_log_path,
+    set_context,
+)
 
 logger = logging.getLogger(__name__)
+progress = logging.getLogger("payments_ml.progress")
 
 # The "KeyError: 'customer_id'" line of a traceback text (not Ray's own wrappers).
 _RAISED = re.compile(r"^(?!ray\.)[A-Za-z_][\w.]*(Error|Exception)\b.*$", re.MULTILINE)
@@ -184,3 +191,72 @@ def _first_line(error: BaseException) -> str:
         return _first_line(cause)
     text = str(error).strip()
     return text.splitlines()[0] if text else repr(error)
+
+
+# Libraries that print on handlers of their own (set up as they are imported, or as Ray
+# is joined) rather than through the root logger.
+_OWN_HANDLERS = ("ray", "ray.data", "ray.tune", "ray.train", "ray.serve", "mlflow", "optuna")
+
+
+def quiet_library_consoles() -> None:
+    """Under the quiet configuration (conf/logging.yml: a run log file on the root
+    logger), the libraries' own console handlers keep their warnings and errors; their
+    INFO goes to the run's log file."""
+    path = run_log_path()
+    file = next(
+        (h for h in logging.getLogger().handlers if getattr(h, "baseFilename", None) == path),
+        None,
+    )
+    if file is None:  # verbose (conf/logging-verbose.yml), or the cluster's JSON lines
+        return
+    for name in _OWN_HANDLERS:
+        library = logging.getLogger(name)
+        for handler in library.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler
+            ):
+                handler.setLevel(logging.WARNING)
+        if not library.propagate and file not in library.handlers:
+            library.addHandler(file)
+
+
+class ProgressHook:
+    """One console line per node, ``[k/N] node  seconds``, and where the full log is."""
+
+    def __init__(self) -> None:
+        self._total = 0
+        self._done = 0
+        self._started: dict[str, float] = {}
+        self._run_started = 0.0
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow's hook sets its store up (and logs it)
+    def after_context_created(self) -> None:
+        quiet_library_consoles()
+
+    @hook_impl(trylast=True)  # after RayHook connected (Ray Data and Tune set up theirs)
+    def before_pipeline_run(self, pipeline: Any) -> None:
+        self._total, self._done = len(pipeline.nodes), 0
+        self._run_started = time.perf_counter()
+        quiet_library_consoles()
+
+    @hook_impl
+    def before_node_run(self, node: Any) -> None:
+        self._started[node.name] = time.perf_counter()
+
+    @hook_impl
+    def after_node_run(self, node: Any) -> None:
+        self._done += 1
+        seconds = time.perf_counter() - self._started.pop(node.name, time.perf_counter())
+        progress.info("[%d/%d] %s  %.1f s", self._done, self._total, node.name, seconds)
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        seconds = time.perf_counter() - self._run_started
+        path = run_log_path()
+        progress.info("Done in %.0f s%s", seconds, f"; full log: {path}" if path else "")
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        path = run_log_path()
+        if path:
+            progress.error("Full log: %s", path)

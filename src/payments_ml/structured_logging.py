@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import traceback
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -22,8 +23,10 @@ from typing import Any
 __all__ = [
     "CONTEXT_FIELDS",
     "JsonFormatter",
+    "run_log_path",
     "current_context",
     "error_partition",
+    "filter_library_deprecations",
     "log_context",
     "partition_label",
     "partition_scope",
@@ -161,3 +164,40 @@ class JsonFormatter(logging.Formatter):
         elif record.stack_info:
             entry["stack"] = record.stack_info
         return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def run_log_path() -> str | None:
+    """Where this process writes its full log (conf/logging.yml's file handler), if anywhere."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    return None
+
+
+def filter_library_deprecations() -> None:
+    """Hide the deprecation warnings raised inside libraries, not by this project's code
+    (each about 10 lines on every run's console; the libraries' own releases remove them):
+    OmegaConf's ``register_new_resolver`` (called by Kedro's and kedro-mlflow's loaders),
+    MLflow asking for type hints on kedro-mlflow's ``KedroPipelineModel.predict`` (the
+    project's model, ``FraudModelPyfunc``, has them), SQLAlchemy's ``noload`` (MLflow's
+    SQL tracking store). Warnings the project's own code triggers are fixed at the cause.
+    """
+    warnings.filterwarnings("ignore", r"register_new_resolver\(\) is deprecated", UserWarning)
+    warnings.filterwarnings("ignore", r"The ``noload`` loader strategy is deprecated")
+    # MLflow raises this one under its own "once" filter (warnings.catch_warnings), which
+    # overrides the filters above: drop it where Kedro logs warnings (py.warnings).
+    captured = logging.getLogger("py.warnings")
+    if not any(isinstance(f, _DropMessages) for f in captured.filters):
+        captured.addFilter(_DropMessages("Add type hints to the `predict` method"))
+
+
+class _DropMessages(logging.Filter):
+    """Drops the records whose message holds one of ``fragments``."""
+
+    def __init__(self, *fragments: str) -> None:
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not any(fragment in text for fragment in self.fragments)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import PurePosixPath
@@ -132,6 +133,7 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
         if isinstance(data, MaterializedDataset) and not self._save_args:
             # Blocks already sit in the object store: one light task per block writes them,
             # without the streaming executor's fixed cost (seconds on small clusters).
+            settle_cpu_view()
             refs = data.to_arrow_refs()
             write = _write_block.options(name="write_parquet_block")
             tasks = [
@@ -231,6 +233,19 @@ class _PartFiles(FilenameProvider):
 
     def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
         return f"part-{task_index:05d}.parquet"
+
+
+def settle_cpu_view(timeout_s: float = 1.0) -> None:
+    """Wait (at most ``timeout_s``) until Ray's resource view shows a free CPU.
+
+    The view lags the tasks that just finished (raylets report every 100 ms or so), and a
+    Ray Data execution started meanwhile, as a node's output is saved right after its
+    tasks, warns "The Dataset job will hang unless more CPUs are freed up" for CPUs that
+    are already free. A cluster whose CPUs are truly busy still gets the warning.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not ray.available_resources().get("CPU") and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def write_parquet_block(table: pa.Table, folder: str, partition_cols: list[str], name: str) -> int:

@@ -170,12 +170,13 @@ def load_day(
         names = [f.name for f in view.features]
         known = latest_rows(rows[rows["snapshot_ts"] <= midnight], key)
         unseen = np.setdiff1d(rows[key].unique(), known[key].to_numpy())
-        empty = pd.DataFrame({name: [None] * len(unseen) for name in names})
         if view_name == "customer_snapshot":
-            empty = fw.complete_snapshot(empty)
-        else:
-            empty = empty.fillna(0).astype({n: float for n in names if "rate" in n})
-            empty = empty.astype({n: np.int64 for n in names if "count" in n})
+            blank = pd.DataFrame({name: [None] * len(unseen) for name in names})
+            empty = fw.complete_snapshot(blank)
+        else:  # no transaction yet: counts 0, rates 0.0
+            empty = pd.DataFrame(
+                {n: np.zeros(len(unseen), float if "rate" in n else np.int64) for n in names}
+            )
         empty.insert(0, key, unseen)
         empty["snapshot_ts"] = pd.Series([midnight] * len(unseen), dtype="datetime64[ns, UTC]")
         both = pd.concat([known[[key, *names, "snapshot_ts"]], empty], ignore_index=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,7 +102,10 @@ def tune_booster(
         The best configuration, its validation metric and best iteration, and the trials.
     """
     import ray  # noqa: PLC0415
+    from optuna import logging as optuna_logging  # noqa: PLC0415
     from ray import tune  # noqa: PLC0415
+
+    from payments_ml.training.progress import TrialProgress  # noqa: PLC0415
 
     metric = METRICS[params["metric"]]
     cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -118,6 +122,11 @@ def tune_booster(
         params["cpus_per_trial"],
         metric,
     )
+    # Tune's console tables go to the run's log file (verbose=0 and the classic reporter:
+    # the newer one prints an experiment table whatever the verbosity); TrialProgress
+    # logs one line per trial. Optuna's own INFO lines likewise.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    optuna_logging.set_verbosity(optuna_logging.WARNING)
     start = time.perf_counter()
     results = tune.Tuner(
         trainable,
@@ -126,8 +135,11 @@ def tune_booster(
         run_config=tune.RunConfig(
             name=f"fraud_model_{time.strftime('%Y%m%d_%H%M%S')}",
             storage_path=absolute_path(storage_path),
-            callbacks=_mlflow_callbacks(mlflow_parent),
-            verbose=1,
+            callbacks=[
+                TrialProgress(params["num_samples"], metric),
+                *_mlflow_callbacks(mlflow_parent),
+            ],
+            verbose=0,  # Tune's tables to the log file; one line per trial on the console
         ),
     ).fit()
     return _search_result(results, metric, max_reports, time.perf_counter() - start)

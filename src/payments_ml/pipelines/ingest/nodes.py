@@ -127,9 +127,8 @@ def ingest_transactions(
     schema = plan.arrow_schema()
     pieces = shuffle(mapped, _transaction_groups, partitions, name="ingest_split_by_transaction")
     check = _check_partition.options(num_returns=3, name="ingest_check_contract")
-    valid_refs, quarantine_refs, count_refs = zip(
-        *(check.remote(schema, *part) for part in pieces), strict=True
-    )
+    refs = zip(*(check.remote(schema, *part) for part in pieces), strict=True)
+    valid_refs, quarantine_refs, count_refs = refs
     counts = ray.get(list(count_refs))
     summary = summarize(counts, plan) | {"labels": labels_summary}
     if summary["rows"] != rows_read:
