@@ -82,6 +82,8 @@ run: ray-head
 	@$(BIN)/python -m payments_ml.stream --rate 200 --limit 2000 > data/08_reporting/replay_summary.json
 	RAY_ADDRESS=$(RAY_HEAD) $(KEDRO_LOG) $(BIN)/kedro run --pipelines monitoring
 	@echo
+	@$(BIN)/python -m payments_ml.report
+	@echo
 	@echo "Transactions: data/01_raw/transactions/ (quarantine: data/01_raw/transactions_quarantine/)"
 	@echo "Summary:      data/08_reporting/data_gen_summary.json"
 	@echo "Model input:  data/05_model_input/training_set/  (snapshots: data/04_feature/)"

@@ -24,7 +24,7 @@ LAYERS = [
     {"config", "contracts", "structured_logging", "mlflow_plugins", "mlflow_hook"},
     {"features", "datasets", "labels"},
     {"data_gen", "ingest", "training", "monitoring", "feature_store"},
-    {"serving", "stream", "hooks", "logging_hooks", "orchestration"},
+    {"serving", "stream", "hooks", "logging_hooks", "orchestration", "report"},
     {"pipelines", "pipeline_registry", "settings", "__main__"},
 ]
 MAX_FUNCTION_LINES = 60

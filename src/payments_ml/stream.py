@@ -26,6 +26,7 @@ import pandas as pd
 import requests
 
 from payments_ml.features.definitions import FEATURES, KEY_COLUMNS
+from payments_ml.structured_logging import filter_library_deprecations
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", action="store_true", help="score one transaction, print it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    filter_library_deprecations()
     from payments_ml.config import project_settings  # noqa: PLC0415
 
     scorer_answers(args.url)
