@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from typing import Any
 
 import pandas as pd
@@ -22,6 +21,7 @@ from payments_ml.data_gen.generator import (
     day_number,
     generate_day,
 )
+from payments_ml.datasets.progress import gather
 from payments_ml.labels.feed import chargebacks
 from payments_ml.structured_logging import partition_scope
 
@@ -35,8 +35,6 @@ __all__ = [
     "generation_days",
     "summarize",
 ]
-
-_PROGRESS_SECONDS = 5.0
 
 
 def generation_days(params: dict[str, Any]) -> list[dt.date]:
@@ -93,7 +91,7 @@ def generate_transactions(
     valid_refs, quarantine_refs, count_refs, fraud_refs = zip(
         *(task.remote(world, d) for d in days), strict=True
     )
-    counts = pd.concat(_gather_with_progress(list(count_refs)), ignore_index=True)
+    counts = pd.concat(gather(list(count_refs), "days generated"), ignore_index=True)
     summary = summarize(counts)
     if summary["transactions"] != summary["valid"] + summary["quarantined"]:
         raise RuntimeError(f"contract split lost rows: {summary}")
@@ -159,21 +157,6 @@ def _count(valid: pd.DataFrame, quarantine: pd.DataFrame) -> pd.DataFrame:
     keys["fraud_scenario"] = keys["fraud_scenario"].fillna("genuine")
     counts = keys.value_counts(dropna=False).rename("n").reset_index()
     return counts.rename(columns={"fraud_scenario": "scenario"})
-
-
-def _gather_with_progress(refs: list[ray.ObjectRef]) -> list[Any]:
-    """Wait for all tasks, logging progress every few seconds; results in input order."""
-    done: dict[ray.ObjectRef, Any] = {}
-    remaining, last_log, start = list(refs), time.monotonic(), time.monotonic()
-    while remaining:
-        ready, remaining = ray.wait(
-            remaining, num_returns=len(remaining), timeout=_PROGRESS_SECONDS
-        )
-        done.update(zip(ready, ray.get(ready), strict=True))
-        if remaining and time.monotonic() - last_log >= _PROGRESS_SECONDS:
-            last_log = time.monotonic()
-            logger.info("  %d/%d days generated (%.0f s)", len(done), len(refs), last_log - start)
-    return [done[r] for r in refs]
 
 
 def summarize(counts: pd.DataFrame) -> dict[str, Any]:
