@@ -11,7 +11,7 @@ def pipelines():
 
     from payments_ml.pipeline_registry import register_pipelines  # noqa: PLC0415
 
-    configure_project("payments_ml")
+    configure_project("payments_ml", preserve_logging=True)  # the test session keeps its own
     return register_pipelines()
 
 
