@@ -73,9 +73,6 @@ KEDRO_LOG := $(if $(VERBOSE),KEDRO_LOGGING_CONFIG=conf/logging-verbose.yml)
 run: ray-head
 	RAY_ADDRESS=$(RAY_HEAD) $(KEDRO_LOG) $(BIN)/kedro run
 	@echo
-	@echo "Sample score (POST http://127.0.0.1:8000/score):"
-	@$(BIN)/python -m payments_ml.stream --sample
-	@echo
 	@# Traffic for the scorer's log, then a monitoring pass that judges it (score drift,
 	@# served-feature drift): the whole run above monitored before any request was scored.
 	@echo "Replaying 2000 transactions of the last day (summary: data/08_reporting/replay_summary.json)"
@@ -93,7 +90,7 @@ run: ray-head
 	@echo "Monitoring:   data/08_reporting/data_quality.parquet, drift.json, alerts.jsonl"
 	@echo "Scorer:       http://127.0.0.1:8000/score  (/score/batch, /health, /metrics, /docs)"
 	@echo "Dashboard:    http://127.0.0.1:8000/dashboard  (live; scored transactions logged to data/07_model_output/)"
-	@echo "Replay a day: .venv/bin/python -m payments_ml.stream --rate 50 --check"
+	@echo "Replay a day: .venv/bin/python -m payments_ml.stream --rate 50 --check   (one answer: --sample)"
 	@echo "Ray:          http://127.0.0.1:8265  (dashboard; Serve tab for the scorer)"
 	@echo "MLflow UI:    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow ui --backend-store-uri sqlite:///data/mlflow/mlflow.db --port 5000"
 	@echo "              (experiment payments-ml; model fraud_model, alias champion)"

@@ -121,6 +121,17 @@ class RayHook:
         self._owns_session = connect_ray(self._config)
 
     @hook_impl
+    def before_node_run(self) -> None:
+        # The last node's tasks have just finished: let Ray's resource view catch up before
+        # this node's first Ray Data execution (a stale view warns "will hang").
+        import ray  # noqa: PLC0415
+
+        from payments_ml.datasets.ray_dataset import settle_cpu_view  # noqa: PLC0415
+
+        if ray.is_initialized():
+            settle_cpu_view()
+
+    @hook_impl
     def after_pipeline_run(self) -> None:
         self._shutdown()
 

@@ -199,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare features to training_set")
     parser.add_argument("--sample", action="store_true", help="score one transaction, print it")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # This tool's lines; the libraries' only from WARNING (Feast's registry refreshes are INFO).
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("payments_ml").setLevel(logging.INFO)
     filter_library_deprecations()
     from payments_ml.config import project_settings  # noqa: PLC0415
 

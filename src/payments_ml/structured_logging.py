@@ -180,10 +180,13 @@ def filter_library_deprecations() -> None:
     OmegaConf's ``register_new_resolver`` (called by Kedro's and kedro-mlflow's loaders),
     MLflow asking for type hints on kedro-mlflow's ``KedroPipelineModel.predict`` (the
     project's model, ``FraudModelPyfunc``, has them), SQLAlchemy's ``noload`` (MLflow's
-    SQL tracking store). Warnings the project's own code triggers are fixed at the cause.
+    SQL tracking store), Pydantic's ``Field`` extras (Ray Serve's config models).
+    Warnings the project's own code triggers are fixed at the cause.
     """
     warnings.filterwarnings("ignore", r"register_new_resolver\(\) is deprecated", UserWarning)
     warnings.filterwarnings("ignore", r"The ``noload`` loader strategy is deprecated")
+    # Pydantic 2's note on Ray Serve's own config models (ray/serve/_private/config.py).
+    warnings.filterwarnings("ignore", r"Using extra keyword arguments on `Field` is deprecated")
     # MLflow raises this one under its own "once" filter (warnings.catch_warnings), which
     # overrides the filters above: drop it where Kedro logs warnings (py.warnings).
     captured = logging.getLogger("py.warnings")

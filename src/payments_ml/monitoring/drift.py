@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
@@ -137,9 +138,9 @@ def recent_scored(
     if latest is None:
         return pd.DataFrame(columns=list(columns))
     start = pd.Timestamp(latest) - pd.Timedelta(days=recent_days)
-    table = log.to_table(
-        columns=list(columns), filter=pc.field("scored_at") > pc.scalar(start.to_pydatetime())
-    )
+    # An Arrow scalar of the pandas Timestamp keeps its nanoseconds (to_pydatetime drops them).
+    since = pa.scalar(start.as_unit("ns"), pa.timestamp("ns", tz="UTC")).cast(stamps.type)
+    table = log.to_table(columns=list(columns), filter=pc.field("scored_at") > since)
     return table.to_pandas()
 
 

@@ -252,9 +252,9 @@ def _score_drift(
         return {"status": "skipped", "reason": reason}, {"status": "skipped", "reason": reason}
     version = str(served.loc[served["scored_at"].idxmax(), "model_version"])
     served = served[served["model_version"].astype(str) == version]
-    window = [
-        al.iso_utc(served["scored_at"].min().to_pydatetime()),
-        al.iso_utc(served["scored_at"].max().to_pydatetime()),
+    window = [  # to the second: an ISO moment in the report
+        al.iso_utc(served["scored_at"].min().floor("s").to_pydatetime()),
+        al.iso_utc(served["scored_at"].max().floor("s").to_pydatetime()),
     ]
     served_features = dr.feature_drift(
         reference_rows, served, FEATURES, drift["psi_bins"], drift["min_rows"]
