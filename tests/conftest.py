@@ -11,9 +11,14 @@ from typing import Any
 
 import pytest
 
-from payments_ml.config import load_parameters
-
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Before Kedro is imported: it applies conf/logging.yml of the working folder at import.
+# The quiet configuration (payments_ml's records on their own handlers, a log file in the
+# repository's logs/) is for `kedro run`; this process logs as before, into pytest's
+# capture. Project subprocesses get the quiet one (tests.project.clean_env drops this).
+os.environ.setdefault("KEDRO_LOGGING_CONFIG", str(PROJECT_ROOT / "conf" / "logging-verbose.yml"))
+
+from payments_ml.config import load_parameters  # noqa: E402
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")

@@ -53,13 +53,15 @@ def scratch_project(root: Path) -> Path:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment for a project subprocess: no telemetry, and no Ray or
-    MLflow address inherited (the project's own configuration decides), plus ``extra``."""
+    MLflow address or logging configuration inherited (the project's own configuration
+    decides), plus ``extra``."""
     env = os.environ | {
         "KEDRO_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
     }
-    for name in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+    inherited = ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    for name in (*inherited, "KEDRO_LOGGING_CONFIG"):
         env.pop(name, None)
     return env | extra
 

@@ -212,10 +212,11 @@ def quiet_library_consoles() -> None:
     for name in _OWN_HANDLERS:
         library = logging.getLogger(name)
         for handler in library.handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(
+            console = isinstance(handler, logging.StreamHandler) and not isinstance(
                 handler, logging.FileHandler
-            ):
-                handler.setLevel(logging.WARNING)
+            )
+            if console and not type(handler).__module__.startswith("_pytest"):
+                handler.setLevel(logging.WARNING)  # the library's own console handler
         if not library.propagate and file not in library.handlers:
             library.addHandler(file)
 

@@ -13,6 +13,7 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import logging.handlers
 import re
 import traceback
 import warnings
@@ -167,9 +168,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def run_log_path() -> str | None:
-    """Where this process writes its full log (conf/logging.yml's file handler), if anywhere."""
+    """Where this process writes its full log (conf/logging.yml's rotating file handler on
+    the root logger), if anywhere: ``None`` under another configuration (verbose, the
+    cluster's JSON lines, a test runner's own file handler)."""
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
+        if isinstance(handler, logging.handlers.RotatingFileHandler):
             return handler.baseFilename
     return None
 
