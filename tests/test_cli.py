@@ -117,6 +117,8 @@ def test_kedro_run_trains_tracks_and_registers_in_mlflow(trained_project):
     for metric in ("test_average_precision", "test_roc_auc", "test_card_precision_at_20"):
         assert metric in parent.data.metrics and f"baseline_{metric[5:]}" in parent.data.metrics
     assert parent.data.params["training.num_samples"] == "2"
+    assert parent.info.run_name.startswith("data_gen+features+training 20")  # + today's date
+    assert parent.data.tags["runner"] == "SequentialRunner"
     assert {"git_commit", "data_window", "promotion"} <= set(parent.data.tags)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert artifacts == {

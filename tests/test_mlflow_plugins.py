@@ -49,3 +49,17 @@ def test_without_the_deferral_the_registry_imports_feast():
         """
     )
     assert out == "True"
+
+
+def test_a_run_is_named_after_its_pipelines_and_day():
+    import datetime as dt  # noqa: PLC0415
+
+    from payments_ml.mlflow_hook import run_name  # noqa: PLC0415
+
+    today = dt.date(2026, 12, 5)
+    assert run_name({"pipeline_names": ["training"]}, today) == "training 2026-12-05"
+    assert run_name({"pipeline_names": None}, today) == "kedro run 2026-12-05"
+    daily = {"pipeline_names": ["daily"], "runtime_params": {"run_date": "2025-05-01"}}
+    assert run_name(daily, today) == "daily 2025-05-01"
+    both = {"pipeline_names": ["features", "data_gen"]}
+    assert run_name(both, today) == "data_gen+features 2026-12-05"

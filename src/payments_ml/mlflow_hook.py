@@ -14,6 +14,7 @@ settings.py registers it in place of the plugin's (``DISABLE_HOOKS_FOR_PLUGINS``
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import mlflow
@@ -22,14 +23,43 @@ from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook as KedroMlflowHo
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 
+def run_name(run_params: dict[str, Any], today: dt.date | None = None) -> str:
+    """What a run did: ``training 2025-06-29``, ``daily 2025-05-01``, ``kedro run
+    2025-06-29`` (every stage); the day is the run's ``run_date`` (runtime parameter),
+    else today (UTC)."""
+    names = run_params.get("pipeline_names") or run_params.get("pipeline_name") or []
+    names = [names] if isinstance(names, str) else [n for n in names if n != "__default__"]
+    extra = run_params.get("runtime_params") or run_params.get("extra_params") or {}
+    day = extra.get("run_date") or (today or dt.datetime.now(dt.UTC).date()).isoformat()
+    return f"{'+'.join(sorted(names)) or 'kedro run'} {day}"
+
+
 class MlflowHook(KedroMlflowHook):
-    """kedro-mlflow's hook; a node's new parameters go to MLflow in one batch."""
+    """kedro-mlflow's hook; a node's new parameters go to MLflow in one batch, and a run
+    is named after what it did (:func:`run_name`, unless mlflow.yml names it), with its
+    runner tag the runner's class name (kedro-mlflow writes the object's repr)."""
 
     def __init__(self) -> None:
         super().__init__()
         self._pending: dict[str, Any] = {}
         self._logged: dict[str, str] = {}  # of the run in self._logged_run
         self._logged_run: str | None = None
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        params = dict(run_params)
+        runner = str(params.get("runner") or "")
+        if " object at 0x" in runner:  # Kedro passes an instance's repr
+            params["runner"] = runner.lstrip("<").split(" object at")[0].rsplit(".", 1)[-1]
+        elif runner in ("", "None"):  # none given: KedroSession.run's default
+            params["runner"] = "SequentialRunner"
+        run = self.mlflow_config.tracking.run
+        configured = run.name
+        run.name = configured or run_name(run_params)
+        try:
+            super().before_pipeline_run(run_params=params, pipeline=pipeline, catalog=catalog)
+        finally:
+            run.name = configured
 
     @hook_impl
     def before_node_run(self, node: Any, catalog: Any, inputs: dict, is_async: bool) -> None:

@@ -97,6 +97,9 @@ def test_each_night_logs_its_parameters_once_through_the_projects_mlflow_hook(pr
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time"])
     nights = [r for r in runs if r.data.params.get("run_date") in NIGHT_DAYS]
     assert [r.data.params["run_date"] for r in nights] == NIGHT_DAYS
+    # Named after what they did, the runner by its class (not kedro-mlflow's defaults).
+    assert [r.info.run_name for r in nights] == [f"daily {day}" for day in NIGHT_DAYS]
+    assert {r.data.tags["runner"] for r in nights} == {"SequentialRunner"}
     last = nights[-1].data.params
     assert last["data_gen.n_customers"] == "300" and last["monitoring.drift.min_rows"] == "50"
     assert last["features.run_date"] == NIGHT_DAYS[-1]
