@@ -22,6 +22,7 @@ from kedro.framework.hooks import hook_impl
 from payments_ml.structured_logging import (
     error_partition,
     partition_label,
+    run_log_handler,
     run_log_path,
     set_context,
 )
@@ -202,11 +203,7 @@ def quiet_library_consoles() -> None:
     """Under the quiet configuration (conf/logging.yml: a run log file on the root
     logger), the libraries' own console handlers keep their warnings and errors; their
     INFO goes to the run's log file."""
-    path = run_log_path()
-    file = next(
-        (h for h in logging.getLogger().handlers if getattr(h, "baseFilename", None) == path),
-        None,
-    )
+    file = run_log_handler()
     if file is None:  # verbose (conf/logging-verbose.yml), or the cluster's JSON lines
         return
     for name in _OWN_HANDLERS:

@@ -31,6 +31,7 @@ __all__ = [
     "log_context",
     "partition_label",
     "partition_scope",
+    "run_log_handler",
     "set_context",
 ]
 
@@ -167,14 +168,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def run_log_path() -> str | None:
-    """Where this process writes its full log (conf/logging.yml's rotating file handler on
-    the root logger), if anywhere: ``None`` under another configuration (verbose, the
+def run_log_handler() -> logging.handlers.RotatingFileHandler | None:
+    """The handler of this process's full log (conf/logging.yml's rotating file handler on
+    the root logger), if any: ``None`` under another configuration (verbose, the
     cluster's JSON lines, a test runner's own file handler)."""
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.handlers.RotatingFileHandler):
-            return handler.baseFilename
+            return handler
     return None
+
+
+def run_log_path() -> str | None:
+    """Where this process writes its full log (:func:`run_log_handler`), if anywhere."""
+    handler = run_log_handler()
+    return handler.baseFilename if handler else None
 
 
 def filter_library_deprecations() -> None:
