@@ -12,7 +12,14 @@ from payments_ml.pipelines.training import create_pipeline
 from payments_ml.pipelines.training import nodes as n
 from payments_ml.training.model import FraudModel, load_fraud_model
 
-OUTPUTS = ["fraud_model", "training_metrics", "evaluation_report", "model_promotion"]
+OUTPUTS = [
+    "fraud_model",
+    "training_metrics",
+    "evaluation_report",
+    "model_promotion",
+    "pr_curve_plot",
+    "score_distribution_plot",
+]
 
 
 class KeptDataset(MemoryDataset):
@@ -74,13 +81,42 @@ def test_two_trial_run_logs_nested_runs_registers_and_promotes(
     assert champion.thresholds == out["fraud_model"].thresholds
     run = client.get_run(parent.info.run_id)
     assert run.data.tags["promotion"] == "promoted" and len(run.data.tags["git_commit"]) > 0
+    _check_description(client, out, report)
+    _check_plots(out, report)
+
+
+def _check_description(client, out: dict, report: dict) -> None:
+    """Version 1's registry description: windows, metrics beside the baseline, decision."""
+    description = client.get_model_version("fraud_model", "1").description
+    lines = description.splitlines()
+    assert lines[0].startswith("**Promoted to champion.** No champion yet: v1")
+    metadata = out["fraud_model"].metadata
+    for window, key in (("train", "fit_window"), ("test", "test_window")):
+        first, last = metadata[key]
+        assert any(line.startswith(f"| {window} | {first} to {last} |") for line in lines)
+    assert "| metric | v1 | baseline |" in lines  # no champion to compare with yet
+    ap = f"{report['test_average_precision']:.4f} | {report['baseline_average_precision']:.4f}"
+    assert f"| **average precision** (promotion) | {ap} |" in lines
+    cp = "test_card_precision_at_20"
+    assert f"| card precision@20 | {report[cp]:.4f} | " in description
+    review = out["fraud_model"].thresholds["review"]
+    assert f"review \u2265 {review:.4f}" in description
+
+
+def _check_plots(out: dict, report: dict) -> None:
+    """The PR legend carries the test AP; the histogram, the model's thresholds."""
+    legend = out["pr_curve_plot"].axes[0].get_legend().get_texts()
+    assert legend[0].get_text() == f"lightgbm (AP {report['test_average_precision']:.3f})"
+    lines = out["score_distribution_plot"].axes[0].get_lines()
+    drawn = sorted(float(line.get_xdata()[0]) for line in lines)
+    assert drawn == pytest.approx(sorted(out["fraud_model"].thresholds.values()))
 
 
 def test_champion_moves_only_to_a_better_model(training_set, training_params, mlflow_store):
     """Promotion rule: a worse model is registered but the alias stays; a better one takes it."""
     mlflow = mlflow_store
     train, valid, test, split = n.split_transactions(training_set, pd.DataFrame(), training_params)
-    report = {"metrics": {}}
+    report = {"metrics": {"baseline_average_precision": 0.0123, "baseline_roc_auc": 0.6}}
     good = _model(train, valid, split, training_params, shuffle_labels=False)
     bad = _model(train, valid, split, training_params, shuffle_labels=True)
     decisions = []
@@ -94,6 +130,18 @@ def test_champion_moves_only_to_a_better_model(training_set, training_params, ml
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias("fraud_model", "champion").version) == "2"
     assert len(client.search_model_versions("name = 'fraud_model'")) == 3
+    # Each version's description says what it was compared with and what was decided.
+    kept = client.get_model_version("fraud_model", "3").description.splitlines()
+    assert kept[0].startswith("**Not promoted**: v2 stays champion. v3 does not beat")
+    assert "| metric | v3 | baseline | champion v2 |" in kept
+    assert (
+        f"| **average precision** (promotion) | {third['new_value']:.4f} | 0.0123 | "
+        f"{third['champion_value']:.4f} |"
+    ) in kept
+    promoted = client.get_model_version("fraud_model", "2").description.splitlines()
+    assert promoted[0].startswith("**Promoted to champion.** v2 beats the champion")
+    assert f"champion v1's {second['champion_value']:.4f}" in promoted[0]
+    assert "| metric | v2 | baseline | champion v1 |" in promoted
 
 
 def test_register_needs_an_active_run(training_set, training_params, mlflow_store):

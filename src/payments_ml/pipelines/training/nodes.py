@@ -16,6 +16,7 @@ from payments_ml.labels.feed import relabel
 from payments_ml.training import metrics as m
 from payments_ml.training import plots
 from payments_ml.training.model import FraudModel, load_fraud_model, log_fraud_model
+from payments_ml.training.model_card import version_description
 from payments_ml.training.trainer import TrainingData, fit_booster, tune_booster
 
 logger = logging.getLogger(__name__)
@@ -337,7 +338,8 @@ def _importance(fraud_model: FraudModel) -> dict[str, float]:
 def plot_evaluation(
     fraud_model: FraudModel, baseline_model: Any, test: pd.DataFrame
 ) -> tuple[Any, Any, Any, Any]:
-    """PR curves (model and baseline), feature importance, calibration, score histogram."""
+    """PR curves (model and baseline), feature importance, calibration, and the score
+    histogram with the model's review and decline thresholds."""
     labels = test["label"].to_numpy(bool)
     scores = _scores(fraud_model, baseline_model, test)
     gains = fraud_model.booster.feature_importance(importance_type="gain")
@@ -345,7 +347,7 @@ def plot_evaluation(
         plots.pr_curves(labels, scores),
         plots.feature_importance(fraud_model.features, gains),
         plots.calibration(labels, scores["lightgbm"]),
-        plots.score_distribution(labels, scores["lightgbm"]),
+        plots.score_distribution(labels, scores["lightgbm"], fraud_model.thresholds),
     )
 
 
@@ -359,7 +361,8 @@ def register_model(
 
     The current champion is scored on this run's test window, so both are compared on
     the same transactions. The decision is logged as tags of the run; the version
-    carries its test metrics (``evaluation_report``) as tags in the registry.
+    carries its test metrics (``evaluation_report``) as tags in the registry and a
+    description: data windows, metrics beside the baseline and champion, the decision.
     """
     import mlflow  # noqa: PLC0415
 
@@ -368,39 +371,42 @@ def register_model(
             "register_model needs an active MLflow run; run it through `kedro run` "
             "(kedro-mlflow opens the run) or inside mlflow.start_run()"
         )
-    registry = params["registry"]
-    name, alias = registry["model_name"], registry["alias"]
-    metric = registry["promotion_metric"]
-    new_value = _metric(metric, test, fraud_model.predict_proba(test), params)
+    registry, k = params["registry"], params["card_precision_k"]
+    name, alias, metric = registry["model_name"], registry["alias"], registry["promotion_metric"]
+    _check_promotion_metric(metric, k)
+    new_metrics = _test_metrics(test, fraud_model.predict_proba(test), k)
     version = str(
         log_fraud_model(fraud_model, test, registered_model_name=name).registered_model_version
     )
-    client = mlflow.MlflowClient()
-    champion_version, champion_value = _champion_on(test, name, alias, metric, params)
+    champion_version, champion_metrics = _champion_on(test, name, alias, k)
+    champion_value = None if champion_metrics is None else champion_metrics[metric]
     decision = promotion_decision(
         name=name,
         version=version,
         metric=metric,
-        new_value=new_value,
+        new_value=new_metrics[metric],
         champion_version=champion_version,
         champion_value=champion_value,
         min_improvement=registry["min_improvement"],
     )
-    if decision["promoted"]:
+    client, commit = mlflow.MlflowClient(), _git_commit()
+    _tag(client, fraud_model, decision, evaluation_report, commit)
+    columns = {f"v{version}": new_metrics, **_baseline_column(evaluation_report)}
+    if champion_metrics is not None:
+        columns[f"champion v{champion_version}"] = champion_metrics
+    _describe(client, fraud_model, decision, columns, k=k, commit=commit)
+    if decision["promoted"]:  # last: a champion is always fully tagged and described
         client.set_registered_model_alias(name, alias, version)
-    _tag(client, fraud_model, decision, evaluation_report)
     if champion_value is not None:
         mlflow.log_metric(f"champion_test_{metric}", champion_value)
     logger.info(
-        "%s v%s: test %s %.4f vs champion %s -> %s",
+        "%s v%s: %s %s@%s is v%s",
         name,
         version,
-        metric,
-        new_value,
-        "none" if champion_value is None else f"v{champion_version} {champion_value:.4f}",
-        f"{alias} moves to v{version}"
-        if decision["promoted"]
-        else f"{alias} stays on v{champion_version}",
+        decision["reason"],
+        name,
+        alias,
+        decision["champion_after"],
     )
     return decision
 
@@ -416,8 +422,23 @@ def promotion_decision(
     min_improvement: float,
 ) -> dict[str, Any]:
     """The new version becomes champion when there is none, or when it beats the
-    champion's ``metric`` on the same test rows by more than ``min_improvement``."""
+    champion's ``metric`` on the same test rows by more than ``min_improvement``; the
+    decision says why in ``reason``."""
     promote = champion_value is None or new_value > champion_value + min_improvement
+    if champion_value is None:
+        reason = f"No champion yet: v{version} (test {metric} {new_value:.4f}) becomes the first."
+    else:
+        margin = (
+            f"test {metric} {new_value:.4f} against champion v{champion_version}'s "
+            f"{champion_value:.4f} on the same test window ({new_value - champion_value:+.4f}"
+        )
+        reason = (
+            f"v{version} beats the champion: {margin}, more than min_improvement "
+            f"{min_improvement})."
+            if promote
+            else f"v{version} does not beat the champion by more than min_improvement "
+            f"{min_improvement}: {margin})."
+        )
     return {
         "model_name": name,
         "new_version": version,
@@ -427,13 +448,48 @@ def promotion_decision(
         "champion_value": None if champion_value is None else round(champion_value, 6),
         "promoted": bool(promote),
         "champion_after": version if promote else champion_version,
+        "reason": reason,
     }
 
 
+def _describe(
+    client: Any,
+    fraud_model: FraudModel,
+    decision: dict[str, Any],
+    columns: dict[str, dict[str, float]],
+    *,
+    k: int,
+    commit: str,
+) -> None:
+    """The version's registry description, Markdown shown on its page in the MLflow UI."""
+    description = version_description(
+        decision=decision,
+        metadata=fraud_model.metadata,
+        thresholds=fraud_model.thresholds,
+        metrics=columns,
+        k=k,
+        commit=commit,
+    )
+    client.update_model_version(
+        decision["model_name"], decision["new_version"], description=description
+    )
+
+
+def _baseline_column(report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The baseline's test metrics from the evaluation report, as a column of the
+    description's metric table (none when the report has no baseline)."""
+    baseline = {
+        key.removeprefix("baseline_"): value
+        for key, value in report.get("metrics", {}).items()
+        if key.startswith("baseline_")
+    }
+    return {"baseline": baseline} if baseline else {}
+
+
 def _champion_on(
-    test: pd.DataFrame, name: str, alias: str, metric: str, params: dict[str, Any]
-) -> tuple[str | None, float | None]:
-    """The current champion's version and its ``metric`` on ``test`` (None, None: none yet)."""
+    test: pd.DataFrame, name: str, alias: str, k: int
+) -> tuple[str | None, dict[str, float] | None]:
+    """The current champion's version and its metrics on ``test`` (None, None: none yet)."""
     import mlflow  # noqa: PLC0415
 
     try:
@@ -442,11 +498,15 @@ def _champion_on(
         logger.info("No %s@%s yet: this version becomes the first champion", name, alias)
         return None, None
     champion = load_fraud_model(f"models:/{name}@{alias}")
-    return version, _metric(metric, test, champion.predict_proba(test), params)
+    return version, _test_metrics(test, champion.predict_proba(test), k)
 
 
 def _tag(
-    client: Any, fraud_model: FraudModel, decision: dict[str, Any], report: dict[str, Any]
+    client: Any,
+    fraud_model: FraudModel,
+    decision: dict[str, Any],
+    report: dict[str, Any],
+    commit: str,
 ) -> None:
     """The version's test metrics as registry tags; the run's commit, windows and decision."""
     import mlflow  # noqa: PLC0415
@@ -462,7 +522,7 @@ def _tag(
         client.set_model_version_tag(name, version, key, str(value))
     mlflow.set_tags(
         {
-            "git_commit": _git_commit(),
+            "git_commit": commit,
             "data_window": data_window,
             "test_window": "..".join(fraud_model.metadata["test_window"]),
             "promotion": "promoted" if decision["promoted"] else "kept champion",
@@ -471,18 +531,22 @@ def _tag(
     )
 
 
-def _metric(name: str, test: pd.DataFrame, scores: np.ndarray, params: dict[str, Any]) -> float:
+def _test_metrics(test: pd.DataFrame, scores: np.ndarray, k: int) -> dict[str, float]:
+    """The metrics a promotion can compare, of one model's ``scores`` on ``test``."""
     labels = test["label"].to_numpy(bool)
-    if name == "average_precision":
-        return m.average_precision(labels, scores)
-    if name == "roc_auc":
-        return m.roc_auc(labels, scores)
-    if name == f"card_precision_at_{params['card_precision_k']}":
-        return m.card_precision_at_k(test, scores, params["card_precision_k"])
-    raise ValueError(
-        f"training.registry.promotion_metric {name!r} is not one of average_precision, "
-        f"roc_auc, card_precision_at_{params['card_precision_k']}"
-    )
+    return {
+        "average_precision": m.average_precision(labels, scores),
+        "roc_auc": m.roc_auc(labels, scores),
+        f"card_precision_at_{k}": m.card_precision_at_k(test, scores, k),
+    }
+
+
+def _check_promotion_metric(name: str, k: int) -> None:
+    known = ["average_precision", "roc_auc", f"card_precision_at_{k}"]
+    if name not in known:
+        raise ValueError(
+            f"training.registry.promotion_metric {name!r} is not one of {', '.join(known)}"
+        )
 
 
 def _scores(fraud_model: FraudModel, baseline_model: Any, test: pd.DataFrame) -> dict:
