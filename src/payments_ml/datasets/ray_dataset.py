@@ -128,6 +128,7 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
         finally:
             if self._fs.exists(staging):
                 self._fs.rm(staging, recursive=True)
+        self._drop_schema_beside_data()
 
     def _write(self, data: ray.data.Dataset, folder: str) -> None:
         if isinstance(data, MaterializedDataset) and not self._save_args:
@@ -165,6 +166,14 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
             return
         with self._fs.open(f"{folder}/{_SCHEMA_FILE}", "wb") as f:
             pq.write_table(arrow_schema(schema).empty_table(), f)
+
+    def _drop_schema_beside_data(self) -> None:
+        # The schema file lets an empty dataset load. Beside data files, readers that take
+        # every *.parquet of the folder (Dask, so Feast's file offline store) read it as a
+        # part without the Hive partition columns, and fail.
+        schema_path = f"{self._path}/{_SCHEMA_FILE}"
+        if self._fs.exists(schema_path) and self._data_files():
+            self._fs.rm(schema_path)
 
     def _swap_all(self, staging: str) -> None:
         if self._fs.exists(self._path):

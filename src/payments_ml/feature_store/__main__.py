@@ -1,9 +1,13 @@
-"""``python -m payments_ml.feature_store ui``: the Feast UI over this project's registry.
+"""Feast's view of the project: ``yaml`` writes ``feature_store.yaml``, ``ui`` serves the UI.
 
-Feast's own ``feast ui`` reads a ``feature_store.yaml``; this project has none, because
-its Feast settings come from Kedro's ``conf/<env>/feast.yml`` (``store.repo_config``).
-This command builds the same store ``kedro run`` uses and serves Feast's UI over it
-(feature views, entities, the ``fraud_model_v1`` service, data sources).
+The project's Feast settings come from Kedro's ``conf/<env>/feast.yml``.
+``python -m payments_ml.feature_store yaml [--env cluster]`` writes them as the
+``feature_store.yaml`` at the project root that Feast's own CLI reads (``feast
+feature-views list``, ``feast ui --host 127.0.0.1``, ``feast materialize-incremental``,
+``feast apply``; see `payments_ml.feature_store.repo`); the features pipeline rewrites it
+on every run. ``python -m payments_ml.feature_store ui`` builds the store ``kedro run``
+uses and serves Feast's UI over it on 127.0.0.1 (feature views, entities, the
+``fraud_model_v1`` service, data sources).
 """
 
 from __future__ import annotations
@@ -50,6 +54,42 @@ def serve_ui(project_path: Path, env: str, host: str, port: int) -> None:
     store.serve_ui(host=host, port=port)
 
 
+def write_yaml(project_path: Path, env: str) -> Path:
+    """Write the project's ``feature_store.yaml`` from ``conf/<env>/feast.yml``.
+
+    Args:
+        project_path: The Kedro project; the file goes at its root.
+        env: Kedro configuration environment (``base`` reads conf/base and conf/local).
+
+    Returns:
+        The file written.
+
+    Raises:
+        SystemExit: The configuration names an unset environment variable.
+    """
+    from omegaconf.errors import InterpolationResolutionError  # noqa: PLC0415
+
+    from payments_ml.config import load_parameters  # noqa: PLC0415
+    from payments_ml.feature_store.repo import write_feature_store_yaml  # noqa: PLC0415
+
+    try:
+        feast = load_parameters(project_path, env)["feast"]
+    except InterpolationResolutionError as error:  # an unset variable: REDIS_URL, say
+        raise SystemExit(
+            f"cannot read the Feast settings of environment {env!r}: "
+            f"{str(error).splitlines()[0]}; set it and run this again"
+        ) from error
+    path = write_feature_store_yaml(feast, env, project_path)
+    logger.info(
+        "Wrote %s (Kedro environment %s): run `feast feature-views list` or "
+        "`feast ui --host 127.0.0.1` in %s",
+        path,
+        env,
+        project_path,
+    )
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the command."""
     parser = argparse.ArgumentParser(
@@ -57,17 +97,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     ui = commands.add_parser("ui", help="serve the Feast UI over the project's registry")
-    ui.add_argument(
-        "--project-path", type=Path, default=Path.cwd(), help="project root (default: .)"
+    generate = commands.add_parser(
+        "yaml", help="write feature_store.yaml (for Feast's CLI) from conf/<env>/feast.yml"
     )
-    ui.add_argument(
-        "--env", default="base", help="Kedro environment: base (default, with local) or cluster"
-    )
+    for command in (ui, generate):
+        command.add_argument(
+            "--project-path", type=Path, default=Path.cwd(), help="project root (default: .)"
+        )
+        command.add_argument(
+            "--env", default="base", help="Kedro environment: base (default, with local) or cluster"
+        )
     ui.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
     ui.add_argument("--port", type=int, default=8888, help="port (default: 8888)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    serve_ui(args.project_path.resolve(), args.env, args.host, args.port)
+    if args.command == "yaml":
+        write_yaml(args.project_path.resolve(), args.env)
+    else:
+        serve_ui(args.project_path.resolve(), args.env, args.host, args.port)
     return 0
 
 

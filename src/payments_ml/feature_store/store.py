@@ -38,30 +38,37 @@ logger = logging.getLogger(__name__)
 ONLINE_STORE_TYPES = {"packed_sqlite": PACKED_SQLITE}
 
 
-def repo_config(config: dict[str, Any]) -> RepoConfig:
-    """Feast's RepoConfig from the ``feast`` section of conf/<env>/feast.yml.
+def repo_settings(config: dict[str, Any], root: str | Path | None = None) -> dict[str, Any]:
+    """What Feast's ``feature_store.yaml`` holds, from the ``feast`` section of
+    conf/<env>/feast.yml: every local path absolute, online store types as Feast reads them.
 
-    Relative paths are taken from the project root (the working directory of `kedro run`);
-    a ``redis://host:port/db`` URL becomes Feast's ``host:port,db=N`` connection string.
+    Relative paths are taken from ``root`` (default: the working directory, the project
+    root under `kedro run`); the ``packed_sqlite`` store becomes its class path, and a
+    ``redis://host:port/db`` URL becomes Feast's ``host:port,db=N`` connection string.
     """
     online = dict(config["online_store"])
     online["type"] = ONLINE_STORE_TYPES.get(online.get("type"), online.get("type"))
     # An environment may switch the type: drop the other type's settings from base.
     if online["type"] in ("sqlite", PACKED_SQLITE):
         online.pop("connection_string", None)
-        online["path"] = absolute_path(online["path"])
+        online["path"] = absolute_path(online["path"], root)
     elif online.get("type") == "redis":
         online.pop("path", None)
         online["connection_string"] = _redis_connection(online["connection_string"])
-    return RepoConfig(
-        project=config["project"],
-        registry=absolute_path(config["registry"]),
-        provider="local",
-        offline_store=dict(config.get("offline_store") or {"type": "file"}),
-        online_store=online,
-        entity_key_serialization_version=3,
-        repo_path=str(Path.cwd()),
-    )
+    return {
+        "project": config["project"],
+        "registry": absolute_path(config["registry"], root),
+        "provider": "local",
+        "offline_store": dict(config.get("offline_store") or {"type": "file"}),
+        "online_store": online,
+        "entity_key_serialization_version": 3,
+    }
+
+
+def repo_config(config: dict[str, Any]) -> RepoConfig:
+    """Feast's RepoConfig from the ``feast`` section of conf/<env>/feast.yml
+    (`repo_settings`, paths from the working directory)."""
+    return RepoConfig(**repo_settings(config), repo_path=str(Path.cwd()))
 
 
 def definitions(config: dict[str, Any]) -> dict[str, Any]:
@@ -133,6 +140,22 @@ def write_online(store: FeatureStore, view: FeatureView, rows: pd.DataFrame) -> 
     if data:
         online_store.online_write_batch(store.config, view, data, progress=None)
     return len(data)
+
+
+def record_materialization(store: FeatureStore, view: FeatureView, rows: pd.DataFrame) -> None:
+    """Record in the registry that the online store holds ``view``'s ``rows``, as Feast's
+    own materialize does, so ``feast materialize-incremental`` goes on from their latest
+    ``snapshot_ts`` (without a record it starts a year before today).
+
+    Feast reads both ends of an interval inclusively: the next run rewrites the rows of
+    that last instant, with the same values.
+    """
+    if rows.empty:
+        return
+    stamps = pd.to_datetime(rows["snapshot_ts"], utc=True)
+    store.registry.apply_materialization(
+        view, store.project, stamps.min().to_pydatetime(), stamps.max().to_pydatetime()
+    )
 
 
 def read_online(store: FeatureStore, view: str, join_key: str, ids: np.ndarray) -> pd.DataFrame:

@@ -466,16 +466,19 @@ def _label_delay(params: dict[str, Any]) -> int:
 def apply_feature_store(
     feast: dict[str, Any], customer_snapshots: ray.data.Dataset, merchant_snapshots: pd.DataFrame
 ) -> dict[str, Any]:
-    """Register the Feast definitions (entities, views, services) in the registry.
+    """Register the Feast definitions (entities, views, services) in the registry, and
+    rewrite the project's ``feature_store.yaml`` so Feast's CLI reads the same store.
 
     The snapshot inputs only order this node after the sources are written.
     """
-    from payments_ml.feature_store import store as fs  # noqa: PLC0415 (Feast imports slowly)
+    from payments_ml.feature_store import repo  # noqa: PLC0415 (Feast imports slowly)
+    from payments_ml.feature_store import store as fs  # noqa: PLC0415
 
     feature_store = fs.open_store(feast)
     objects = fs.definitions(feast)
     feature_store.apply(list(objects.values()))
     logger.info("Feast definitions applied to %s: %s", feast["registry"], sorted(objects))
+    repo.write_for_run(feast)
     return {"project": feast["project"], "objects": sorted(objects)}
 
 
@@ -505,6 +508,7 @@ def materialize_online(
         view = feature_store.get_feature_view(view_name)
         written = fs.write_online(feature_store, view, rows) if len(rows) else 0
         seconds = time.perf_counter() - start
+        fs.record_materialization(feature_store, view, rows)  # materialize-incremental's start
         report[view_name] = {
             "rows": written,
             "seconds": round(seconds, 3),
