@@ -26,7 +26,7 @@ RAY_PORT ?= 6379
 RAY_HEAD := 127.0.0.1:$(RAY_PORT)
 RAY_TOKEN := $${RAY_AUTH_TOKEN_PATH:-$$HOME/.ray/auth_token}
 
-.PHONY: help install install-dev ray-head run serve test lint format bench mlflow viz feast-ui stop clean-data
+.PHONY: help install install-dev ray-head run serve test lint format bench mlflow viz feast-ui prometheus stop clean-data
 
 help:
 	@echo "make run       - install, then run every pipeline (about 1 M transactions); VERBOSE=1: every log line"
@@ -36,6 +36,7 @@ help:
 	@echo "make mlflow    - MLflow UI on http://127.0.0.1:5000 (runs, models, the champion alias)"
 	@echo "make viz       - Kedro-Viz on http://127.0.0.1:4141 (every pipeline's lineage)"
 	@echo "make feast-ui  - Feast UI on http://127.0.0.1:8888 (entities, views, feature service)"
+	@echo "make prometheus - Prometheus on http://127.0.0.1:9090 scraping the scorer and Ray (apt-get install prometheus)"
 	@echo "make stop      - stop what 'make run' started"
 	@echo "make lint / format / clean-data - ruff check / ruff fix and format / delete generated data"
 
@@ -128,6 +129,11 @@ viz: install
 
 feast-ui: install
 	$(BIN)/python -m payments_ml.feature_store ui
+
+prometheus:
+	@command -v prometheus >/dev/null || { echo "Prometheus is not installed: apt-get install prometheus"; exit 1; }
+	prometheus --config.file=deploy/prometheus/prometheus.yml \
+	  --web.listen-address=127.0.0.1:9090 --storage.tsdb.path=data/prometheus
 
 stop:
 	-RAY_ADDRESS=$(RAY_HEAD) $(BIN)/serve shutdown --yes 2>/dev/null

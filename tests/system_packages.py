@@ -21,6 +21,7 @@ PACKAGES = {
     "redis-server": "redis-server",
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
+    "prometheus": "prometheus",
 }
 _state: dict[str, object] = {"process": None, "log": None}
 
