@@ -38,6 +38,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from ray import serve
 from ray.serve.config import BackpressureConfig
 
+from payments_ml.serving.docs_pages import add_docs_pages
 from payments_ml.serving.live import LiveStats
 from payments_ml.serving.metrics import ScorerMetrics
 from payments_ml.serving.model_watch import ModelSource, ModelWatch, fixed_status
@@ -132,7 +133,16 @@ class _Measure:
                 status = CLIENT_CLOSED
             raise
         finally:
-            self.observe(scope["path"], status, time.perf_counter() - start)
+            self.observe(_route_path(scope), status, time.perf_counter() - start)
+
+
+def _route_path(scope: dict) -> str:
+    """The request's path within the app: ``/score`` also when Serve mounts the app under
+    a route prefix (``/scorer/score``, with ``root_path`` ``/scorer``)."""
+    path, root = scope["path"], scope.get("root_path", "").rstrip("/")
+    if root and (path == root or path.startswith(root + "/")):
+        return path[len(root) :] or "/"
+    return path
 
 
 async def _read_body(scope: dict, receive: Callable) -> list[dict] | None:
@@ -179,8 +189,9 @@ def _cancelled(error: BaseException) -> bool:
 
 
 def _exact_openapi(api: FastAPI) -> Callable[[], dict[str, Any]]:
-    """FastAPI's OpenAPI document, with integer bounds written as integers: FastAPI's
-    model types them as floats, which turns the int64 bound into 2**63, not an int64."""
+    """FastAPI's OpenAPI document, with integer bounds written as integers (FastAPI's
+    model types them as floats, which turns the int64 bound into 2**63, not an int64)
+    and examples whose fields are in the schema's order (pydantic sorts them by name)."""
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:
@@ -188,6 +199,7 @@ def _exact_openapi(api: FastAPI) -> Callable[[], dict[str, Any]]:
                 title=api.title, version=api.version, description=api.description, routes=api.routes
             )
             _exact_integer_bounds(schema)
+            _examples_in_field_order(schema.get("components", {}).get("schemas", {}))
             api.openapi_schema = schema
         return api.openapi_schema
 
@@ -206,6 +218,25 @@ def _exact_integer_bounds(node: Any) -> None:
     elif isinstance(node, list):
         for value in node:
             _exact_integer_bounds(value)
+
+
+def _examples_in_field_order(components: dict[str, Any]) -> None:
+    """Each component's ``examples`` with their keys in its properties' order (nested
+    objects too), as /docs shows them: ``transaction_id`` first, not ``amount``."""
+
+    def ordered(value: Any, schema: dict[str, Any]) -> Any:
+        schema = components.get(schema.get("$ref", "").rpartition("/")[2], schema)
+        if isinstance(value, list):
+            return [ordered(item, schema.get("items", {})) for item in value]
+        if not isinstance(value, dict) or "properties" not in schema:
+            return value
+        fields = schema["properties"]
+        keys = sorted(value, key=lambda k: list(fields).index(k) if k in fields else len(fields))
+        return {k: ordered(value[k], fields.get(k, {})) for k in keys}
+
+    for component in components.values():
+        if "examples" in component:
+            component["examples"] = [ordered(e, component) for e in component["examples"]]
 
 
 class MlflowModelLoader:
@@ -472,7 +503,8 @@ class FraudScorer:
             return
         self.metrics.observe_request(path, status, seconds)
         if path in _SCORING and status != CLIENT_CLOSED:
-            self.live.observe_request(seconds, status < 400)  # noqa: PLR2004
+            failed, server_error = status >= 400, status >= 500  # noqa: PLR2004
+            self.live.observe_request(seconds, not failed, server_error=server_error)
 
     def __del__(self) -> None:
         """Serve calls this when the replica stops: move the outbox's last records."""
@@ -589,9 +621,11 @@ class FraudScorer:
 
     async def dashboard_data(self) -> dict[str, Any]:
         """The dashboard's figures: recent scoring, the store's state, active alerts."""
+        model = self.scorer.model
         return {
-            "model_version": self.scorer.model.version,
+            "model_version": model.version,
             "model": self.model_status(),
+            "thresholds": model.thresholds,
             "online_store_ok": self.store_guard.error is None,
             "live": self.live.summary(),
             "alerts": self._active_alerts(),
@@ -625,7 +659,10 @@ def build_api(replica: FraudScorer) -> FastAPI:
     api = FastAPI(
         title="payments-ml fraud scorer",
         description="Card-payment fraud scores with online features (Feast) and LightGBM.",
+        docs_url=None,  # FastAPI's pages load their scripts from a CDN: served locally below
+        redoc_url=None,
     )
+    add_docs_pages(api)
     api.add_exception_handler(RequestValidationError, _invalid)
     api.add_middleware(_Measure, observe=replica.observe_request)
     api.openapi = _exact_openapi(api)

@@ -1,8 +1,8 @@
 """Live figures of a scorer replica for the dashboard: per-second buckets of recent minutes.
 
-Recording is a few dictionary updates per request; the summary (rates, latency
-percentiles, decision mix, expected fraud rate, charts' series) is computed only when
-the dashboard asks, every few seconds.
+Recording is a few dictionary updates per request; the summary (rates, error rate,
+latency percentiles, decision mix, expected fraud rate, charts' series) is computed only
+when the dashboard asks, every few seconds.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ class _Second:
     second: int
     transactions: int = 0
     requests: int = 0
-    errors: int = 0
+    errors: int = 0  # answered >= 400
+    server_errors: int = 0  # answered >= 500 (the scorer's fault, not the sender's)
     probability_sum: float = 0.0
     decisions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DECISIONS, 0))
     latencies: list[float] = field(default_factory=list)
@@ -55,12 +56,14 @@ class LiveStats:
                 self._seconds.popleft()
         return self._seconds[-1]
 
-    def observe_request(self, seconds: float, ok: bool) -> None:
-        """One scoring request answered (its latency, and whether it succeeded)."""
+    def observe_request(self, seconds: float, ok: bool, server_error: bool = False) -> None:
+        """One scoring request answered: its latency, whether it succeeded, and whether
+        it failed on the scorer's side (a 5xx) rather than the sender's (a 4xx)."""
         with self._lock:
             bucket = self._bucket()
             bucket.requests += 1
             bucket.errors += not ok
+            bucket.server_errors += server_error
             if len(bucket.latencies) < _SAMPLES_PER_SECOND:
                 bucket.latencies.append(seconds)
 
@@ -85,12 +88,16 @@ class LiveStats:
         latencies = np.array([x for s in recent for x in s.latencies]) * 1000
         decisions = {d: sum(s.decisions.get(d, 0) for s in recent) for d in DECISIONS}
         elapsed = max(1, min(window_s, now - int(self.started)))
+        requests, errors = sum(s.requests for s in recent), sum(s.errors for s in recent)
         return {
             "now": self.clock(),
             "window_s": window_s,
             "transactions_per_s": transactions / elapsed,
-            "requests_per_s": sum(s.requests for s in recent) / elapsed,
-            "errors": sum(s.errors for s in recent),
+            "requests_per_s": requests / elapsed,
+            "requests": requests,
+            "errors": errors,
+            "server_errors": sum(s.server_errors for s in recent),
+            "error_rate": errors / requests if requests else None,  # share answered >= 400
             "latency_ms": _percentiles(latencies),
             "decisions": decisions,
             "expected_fraud_rate": (
