@@ -11,10 +11,14 @@ cluster`), and a night after a gap fails and writes its critical alert to the al
 the dashboard reads.
 
 Everything is a subprocess except the history and its daily nights (in this process, on
-the session's Ray cluster, which every `kedro run` joins); independent chains run side by
-side: the Airflow venv and database beside the history; the DAG's nights beside the
-failing night (a second Airflow home, so no SQLite database is shared) and the daily
-nights.
+the session's Ray cluster, which every `kedro run` joins). Independent chains run side
+by side, each Airflow chain with its own home (no SQLite database is shared): the
+Airflow venv and database beside the history; then the DAG's three nights, the failing
+night, and the training chain beside the daily nights. The training chain trains a copy
+of the daily pipeline's project after the same three nights (which the nights are
+checked equal to), once its Airflow database holds the third night as done (`dags test
+--mark-success-pattern night`, Airflow's way to stand in for an upstream DAG), so its
+sensor waits on a real nightly run record.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -118,17 +122,18 @@ print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "
 """
 
 
-def _prepare_airflow(home: Path, spare: Path) -> dict:
-    """Build (or reuse) the venv, create the metadata database, copy it to ``spare`` and
-    load the DAG folder; returns the venv and the folder's DagBag."""
+def _prepare_airflow(home: Path, *spares: Path) -> dict:
+    """Build (or reuse) the venv, create the metadata database, copy it to each of
+    ``spares`` and load the DAG folder; returns the venv and the folder's DagBag."""
     started = time.perf_counter()
     venv = airflow_venv()
     built = time.perf_counter() - started
-    for folder in (home, spare):
+    for folder in (home, *spares):
         folder.mkdir()
     done = _airflow(venv, home, {}, "db", "migrate")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    shutil.copy(home / "airflow.db", spare / "airflow.db")
+    for spare in spares:
+        shutil.copy(home / "airflow.db", spare / "airflow.db")
     bag = subprocess.run(
         [str(venv / "bin" / "python"), "-c", _DAGBAG, str(DAGS)],
         check=False,
@@ -158,6 +163,20 @@ def _nights(venv: Path, home: Path, env: dict[str, str]) -> list[subprocess.Comp
     return runs
 
 
+def _training(
+    venv: Path, home: Path, env: dict[str, str], server, project: Future
+) -> subprocess.CompletedProcess:
+    """The third night recorded as done in ``home``'s database, then the training DAG
+    once ``project`` (a Future of the project to train) and the MLflow server are ready."""
+    seeded = _dags_test(
+        venv, home, env, "payments_nightly", NIGHTS[-1], "--mark-success-pattern", "night"
+    )
+    assert seeded.returncode == 0, _log(seeded)[-3000:]
+    wait_for_mlflow(server)
+    env = env | {"PAYMENTS_ML_PROJECT": str(project.result(timeout=TIMEOUT))}
+    return _dags_test(venv, home, env, "payments_training", TRAINING_DAY)
+
+
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
@@ -171,8 +190,10 @@ def airflow_runs(request, tmp_path_factory, ray_session, mlflow_server):
     tmp = tmp_path_factory.mktemp("airflow")
     address = ray_session.get_runtime_context().gcs_address
     started, times = time.perf_counter(), {}
-    with ThreadPoolExecutor(3) as pool:
-        prepared = pool.submit(_prepare_airflow, tmp / "home", tmp / "home-failing")
+    with ThreadPoolExecutor(4) as pool:
+        prepared = pool.submit(
+            _prepare_airflow, tmp / "home", tmp / "home-failing", tmp / "home-training"
+        )
         history = request.getfixturevalue("daily_history")  # built meanwhile, if not yet
         nightly, gap = tmp / "nightly", tmp / "gap"  # the DAG's nights; a night after a gap
         shutil.copytree(history, nightly)
@@ -190,18 +211,26 @@ def airflow_runs(request, tmp_path_factory, ray_session, mlflow_server):
         nights = pool.submit(
             _nights, venv, tmp / "home", ray | {"PAYMENTS_ML_PROJECT": str(nightly)}
         )
-        daily = request.getfixturevalue("daily_nights")["after"]  # the reference, meanwhile
-        nights = nights.result()
-        times["nights_s"] = round(time.perf_counter() - started, 1)
-
-        wait_for_mlflow(mlflow_server)
+        trained = Future()
         cluster = ray | {
-            "PAYMENTS_ML_PROJECT": str(nightly),
+            "PAYMENTS_ML_PROJECT": str(tmp / "trained"),  # the seeding night's alerts
             "MLFLOW_TRACKING_URI": mlflow_server.uri,
             # conf/cluster/feast.yml requires it; training opens no online store.
             "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
         }
-        training = _dags_test(venv, tmp / "home", cluster, "payments_training", TRAINING_DAY)
+        training = pool.submit(
+            _training, venv, tmp / "home-training", cluster, mlflow_server, trained
+        )
+        try:
+            daily = request.getfixturevalue("daily_nights")["after"]  # the reference, meanwhile
+            trained.set_result(shutil.copytree(daily, tmp / "trained"))
+        except BaseException as error:  # the training chain must not wait for ever
+            trained.set_exception(error)
+            raise
+        nights = nights.result()
+        times["nights_s"] = round(time.perf_counter() - started, 1)
+        training = training.result()
+        times["training_s"] = round(time.perf_counter() - started, 1)
         failing = failing.result()
     times["total_s"] = round(time.perf_counter() - started, 1)
     sys.stdout.write(f"\nAirflow test, seconds: {json.dumps(times)}\n")  # pytest -s
