@@ -1,4 +1,10 @@
-"""The HTTP API on a real Ray Serve application (127.0.0.1, a free port)."""
+"""The HTTP API on a real Ray Serve application (127.0.0.1, a free port, route prefix
+``/scorer``), its pages for people (tests/serving/pages.py) and Prometheus scraping it
+(tests/serving/prometheus.py): one deployment for all of them.
+
+The tests run in the order written: the dashboard's error-rate tile must count the one
+refused request its test sends, so that test runs before those that send others.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +16,49 @@ import requests
 from payments_ml.monitoring.alerts import append_alerts
 from payments_ml.serving.schemas import MAX_BATCH
 from tests.conftest import free_port
+from tests.serving import pages
+from tests.serving import prometheus as prom
 from tests.serving.conftest import stop_serve
 from tests.serving.load import request_body
+from tests.serving.pages import browser  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
+PREFIX = "/scorer"  # as behind an ingress shared with other apps
 
 
 @pytest.fixture(scope="module")
-def endpoint(ray_session, tmp_path_factory, snapshots, generated_transactions, small_model):
-    """The scorer deployed with Serve on the session's Ray cluster, torn down after."""
+def serve_port() -> int:
+    """The Serve ingress's port, chosen before Prometheus starts (it scrapes there)."""
+    return free_port()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prometheus(serve_port, tmp_path_factory):
+    """Prometheus scraping this module's scorer, started (when installed) before Serve
+    deploys it: the ~5 s before its first scrape overlap the deployment. Stopped after."""
+    server = prom.Prometheus(
+        tmp_path_factory.mktemp("prometheus"), f"127.0.0.1:{serve_port}", f"{PREFIX}/metrics"
+    )
+    server.start_early()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def endpoint(  # noqa: PLR0917 (fixtures)
+    ray_session, serve_port, tmp_path_factory, snapshots, generated_transactions, small_model
+):
+    """The scorer deployed with Serve (one replica) under ``/scorer`` on the session's Ray
+    cluster, torn down after. ``url`` includes the prefix; ``origin`` does not."""
     from ray import serve  # noqa: PLC0415
 
     from payments_ml.serving.app import FraudScorer  # noqa: PLC0415
     from tests.serving.conftest import mid_history_store  # noqa: PLC0415
 
     repo = mid_history_store(tmp_path_factory.mktemp("serve"), snapshots, generated_transactions)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
     model = small_model
     logged = tmp_path_factory.mktemp("scored") / "scored_transactions"
     alerts = logged.parent / "alerts.jsonl"
@@ -41,12 +73,13 @@ def endpoint(ray_session, tmp_path_factory, snapshots, generated_transactions, s
             alerts_path=str(alerts),
         ),
         name="scorer-test",
-        route_prefix="/",
+        route_prefix=PREFIX,
     )
-    url = f"http://127.0.0.1:{port}"
+    origin = f"http://127.0.0.1:{serve_port}"
     rows = repo["day_rows"]
     yield {
-        "url": url,
+        "url": origin + PREFIX,
+        "origin": origin,
         "rows": rows.sort_values("event_timestamp").reset_index(drop=True),
         "logged": logged,
     }
@@ -93,47 +126,90 @@ def test_batch_answers_in_order(endpoint):
     assert ids == [b["transaction_id"] for b in bodies]
 
 
-@pytest.mark.parametrize(
-    ("change", "field"),
-    [
-        ({"amount": -3.2}, "amount"),
-        ({"amount": "many"}, "amount"),
-        ({"customer_id": "abc"}, "customer_id"),
-        ({"event_timestamp": "yesterday"}, "event_timestamp"),
-        ({"transaction_id": None}, "transaction_id"),
-    ],
-)
-def test_bad_fields_get_422_naming_the_field(endpoint, change, field):
-    body = request_body(endpoint["rows"].iloc[0]) | change
-    answer = requests.post(f"{endpoint['url']}/score", json=body, timeout=30)
-    assert answer.status_code == 422 and answer.json()["detail"].startswith(field)
+@pytest.mark.parametrize("page", ["docs", "redoc"])
+def test_doc_pages_load_only_the_scorers_own_files(endpoint, page):
+    pages.check_doc_page_assets(endpoint["origin"], PREFIX, page)
 
 
-def test_missing_field_empty_oversized_and_malformed_batches(endpoint):
+def test_the_schemas_examples_are_scored(endpoint):
+    pages.check_schema_examples(endpoint["url"], PREFIX)
+
+
+def test_docs_render_and_try_it_out_scores_offline(endpoint, browser):  # noqa: F811
+    pages.check_try_it_out(endpoint["url"], endpoint["origin"], browser)
+
+
+def test_dashboard_shows_error_rate_and_what_decisions_mean(endpoint, browser):  # noqa: F811
+    """Before any other test sends a refused request: the tile must count one."""
+    pages.check_dashboard_tiles(endpoint["url"], endpoint["origin"], endpoint["rows"], browser)
+
+
+def test_dashboard_in_headless_chromium_moves_while_a_replay_runs(endpoint, browser, tmp_path):  # noqa: F811
+    """The analysts' page, in a real browser: numbers change and the charts are drawn."""
+    import threading  # noqa: PLC0415
+
+    from selenium.webdriver.common.by import By  # noqa: PLC0415
+    from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
+
+    url, rows = endpoint["url"], endpoint["rows"]
+    stop = threading.Event()
+
+    def replay() -> None:  # the day's transactions, about 20 per second, until stopped
+        with requests.Session() as session:
+            for i in range(len(rows) * 10):
+                if stop.is_set():
+                    return
+                body = request_body(rows.iloc[i % len(rows)]) | {"transaction_id": f"ui-{i}"}
+                session.post(f"{url}/score", json=body, timeout=30)
+                time.sleep(0.05)
+
+    sender = threading.Thread(target=replay, daemon=True)
+    sender.start()
+    try:
+        browser.get(f"{url}/dashboard")
+        wait = WebDriverWait(browser, 30)
+
+        def text(name: str) -> str:
+            return browser.find_element(By.ID, name).text
+
+        wait.until(lambda _: text("total") not in ("–", "0"))
+        first = {name: text(name) for name in ("total", "last-update", "tx-rate", "p50")}
+        wait.until(lambda _: text("last-update") != first["last-update"])  # the 5 s refresh
+        wait.until(
+            lambda _: int(text("total").replace(",", "")) > int(first["total"].replace(",", ""))
+        )
+        assert float(text("tx-rate")) > 0 and text("p50").endswith(" ms")
+        assert text("alert-count") == "1" and "null_rate" in text("alerts")
+        assert text("status") == "live"
+        drawn = browser.execute_script(
+            "const c = document.getElementById(arguments[0]);"
+            "const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            "let n = 0; for (let i = 3; i < px.length; i += 4) n += px[i] > 0; return n;",
+            "chart-rate",
+        )
+        assert drawn > 500  # axes, labels and the throughput line
+        shot = tmp_path / "dashboard.png"
+        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
+    finally:
+        stop.set()
+        sender.join(timeout=30)
+
+
+def test_dashboard_serves_live_figures_and_the_latest_runs_alerts(endpoint):
     url = endpoint["url"]
-    body = request_body(endpoint["rows"].iloc[0])
-    missing = requests.post(f"{url}/score", json={k: v for k, v in body.items() if k != "amount"})
-    assert missing.status_code == 422 and "amount: Field required" in missing.json()["detail"]
-    empty = requests.post(f"{url}/score/batch", json={"transactions": []})
-    assert empty.status_code == 422 and "transactions" in empty.json()["detail"]
-    oversized = requests.post(f"{url}/score/batch", json={"transactions": [body] * (MAX_BATCH + 1)})
-    assert oversized.status_code == 422 and f"at most {MAX_BATCH}" in oversized.json()["detail"]
-    malformed = requests.post(
-        f"{url}/score", data=b'{"amount": 3', headers={"content-type": "application/json"}
-    )
-    assert malformed.status_code == 422 and "JSON" in malformed.json()["detail"]
-    huge = requests.post(f"{url}/score/batch", data=b"x" * 2_000_001)
-    assert huge.status_code == 413
-
-
-def test_unknown_entities_are_scored_with_cold_start(endpoint):
-    body = request_body(endpoint["rows"].iloc[0]) | {
-        "customer_id": 99_999_999,
-        "merchant_id": 77_777_777,
-    }
-    answer = requests.post(f"{endpoint['url']}/score", json=body, timeout=30)
-    assert answer.status_code == 200
-    assert answer.json()["features_used"]["customer_tx_count_30d"] == 0
+    page = requests.get(f"{url}/dashboard", timeout=30)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="tx-rate"' in page.text and "setInterval(refresh" in page.text
+    for i in range(3):
+        requests.post(f"{url}/score", json=request_body(endpoint["rows"].iloc[30 + i]), timeout=30)
+    data = requests.get(f"{url}/dashboard/data", timeout=30).json()
+    live = data["live"]
+    assert live["total_scored"] >= 3 and live["transactions_per_s"] > 0
+    assert sum(live["decisions"].values()) >= 3 and live["latency_ms"]["p50"] > 0
+    assert 0 <= live["expected_fraud_rate"] <= 1 and len(live["series"]["t"]) == 120
+    assert data["online_store_ok"] is True and data["model_version"] == "7"
+    # Active: the warnings and criticals of the latest monitoring run only.
+    assert [(a["run_id"], a["metric"]) for a in data["alerts"]] == [("run-2", "null_rate")]
 
 
 def test_health_and_metrics(endpoint):
@@ -182,82 +258,61 @@ def test_scored_transactions_are_logged_with_their_features(endpoint):
     assert logged["event_date"].nunique() == 1
 
 
-def test_dashboard_serves_live_figures_and_the_latest_runs_alerts(endpoint):
+def test_the_shipped_prometheus_configuration_is_valid_and_scrapes_the_serving_port():
+    prom.check_shipped_configuration()
+
+
+def test_prometheus_reads_back_the_request_counter_the_scorer_counts(prometheus, endpoint):
+    prom.check_counter_read_back(prometheus, endpoint["url"], endpoint["rows"])
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_scorer_exports(
+    prometheus, endpoint, monkeypatch
+):
+    prom.check_dashboard_queries(prometheus, endpoint["url"], endpoint["rows"], monkeypatch)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"amount": -3.2}, "amount"),
+        ({"amount": "many"}, "amount"),
+        ({"customer_id": "abc"}, "customer_id"),
+        ({"event_timestamp": "yesterday"}, "event_timestamp"),
+        ({"transaction_id": None}, "transaction_id"),
+    ],
+)
+def test_bad_fields_get_422_naming_the_field(endpoint, change, field):
+    body = request_body(endpoint["rows"].iloc[0]) | change
+    answer = requests.post(f"{endpoint['url']}/score", json=body, timeout=30)
+    assert answer.status_code == 422 and answer.json()["detail"].startswith(field)
+
+
+def test_missing_field_empty_oversized_and_malformed_batches(endpoint):
     url = endpoint["url"]
-    page = requests.get(f"{url}/dashboard", timeout=30)
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert 'id="tx-rate"' in page.text and "setInterval(refresh" in page.text
-    for i in range(3):
-        requests.post(f"{url}/score", json=request_body(endpoint["rows"].iloc[30 + i]), timeout=30)
-    data = requests.get(f"{url}/dashboard/data", timeout=30).json()
-    live = data["live"]
-    assert live["total_scored"] >= 3 and live["transactions_per_s"] > 0
-    assert sum(live["decisions"].values()) >= 3 and live["latency_ms"]["p50"] > 0
-    assert 0 <= live["expected_fraud_rate"] <= 1 and len(live["series"]["t"]) == 120
-    assert data["online_store_ok"] is True and data["model_version"] == "7"
-    # Active: the warnings and criticals of the latest monitoring run only.
-    assert [(a["run_id"], a["metric"]) for a in data["alerts"]] == [("run-2", "null_rate")]
+    body = request_body(endpoint["rows"].iloc[0])
+    missing = requests.post(f"{url}/score", json={k: v for k, v in body.items() if k != "amount"})
+    assert missing.status_code == 422 and "amount: Field required" in missing.json()["detail"]
+    empty = requests.post(f"{url}/score/batch", json={"transactions": []})
+    assert empty.status_code == 422 and "transactions" in empty.json()["detail"]
+    oversized = requests.post(f"{url}/score/batch", json={"transactions": [body] * (MAX_BATCH + 1)})
+    assert oversized.status_code == 422 and f"at most {MAX_BATCH}" in oversized.json()["detail"]
+    malformed = requests.post(
+        f"{url}/score", data=b'{"amount": 3', headers={"content-type": "application/json"}
+    )
+    assert malformed.status_code == 422 and "JSON" in malformed.json()["detail"]
+    huge = requests.post(f"{url}/score/batch", data=b"x" * 2_000_001)
+    assert huge.status_code == 413
 
 
-def test_dashboard_in_headless_chromium_moves_while_a_replay_runs(endpoint, tmp_path):
-    """The analysts' page, in a real browser: numbers change and the charts are drawn."""
-    import threading  # noqa: PLC0415
-
-    from selenium import webdriver  # noqa: PLC0415
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
-    from selenium.webdriver.common.by import By  # noqa: PLC0415
-    from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
-
-    from tests.system_packages import require  # noqa: PLC0415
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = require("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
-        options.add_argument(flag)
-    url, rows = endpoint["url"], endpoint["rows"]
-    stop = threading.Event()
-
-    def replay() -> None:  # the day's transactions, about 20 per second, until stopped
-        with requests.Session() as session:
-            for i in range(len(rows) * 10):
-                if stop.is_set():
-                    return
-                body = request_body(rows.iloc[i % len(rows)]) | {"transaction_id": f"ui-{i}"}
-                session.post(f"{url}/score", json=body, timeout=30)
-                time.sleep(0.05)
-
-    sender = threading.Thread(target=replay, daemon=True)
-    sender.start()
-    browser = webdriver.Chrome(options=options, service=Service(require("chromedriver")))
-    try:
-        browser.get(f"{url}/dashboard")
-        wait = WebDriverWait(browser, 30)
-
-        def text(name: str) -> str:
-            return browser.find_element(By.ID, name).text
-
-        wait.until(lambda _: text("total") not in ("–", "0"))
-        first = {name: text(name) for name in ("total", "last-update", "tx-rate", "p50")}
-        wait.until(lambda _: text("last-update") != first["last-update"])  # the 5 s refresh
-        wait.until(
-            lambda _: int(text("total").replace(",", "")) > int(first["total"].replace(",", ""))
-        )
-        assert float(text("tx-rate")) > 0 and text("p50").endswith(" ms")
-        assert text("alert-count") == "1" and "null_rate" in text("alerts")
-        assert text("status") == "live"
-        drawn = browser.execute_script(
-            "const c = document.getElementById(arguments[0]);"
-            "const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-            "let n = 0; for (let i = 3; i < px.length; i += 4) n += px[i] > 0; return n;",
-            "chart-rate",
-        )
-        assert drawn > 500  # axes, labels and the throughput line
-        shot = tmp_path / "dashboard.png"
-        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
-    finally:
-        stop.set()
-        browser.quit()
-        sender.join(timeout=30)
+def test_unknown_entities_are_scored_with_cold_start(endpoint):
+    body = request_body(endpoint["rows"].iloc[0]) | {
+        "customer_id": 99_999_999,
+        "merchant_id": 77_777_777,
+    }
+    answer = requests.post(f"{endpoint['url']}/score", json=body, timeout=30)
+    assert answer.status_code == 200
+    assert answer.json()["features_used"]["customer_tx_count_30d"] == 0
 
 
 def test_the_served_schema_tells_the_truth(endpoint):
@@ -273,3 +328,7 @@ def test_the_served_schema_tells_the_truth(endpoint):
     assert run.requests > 300
     assert not run.errors, "\n".join(run.errors)
     assert not run.failures, "\n\n".join(dict.fromkeys(run.failures))
+
+
+def test_without_the_doc_files_the_pages_say_what_to_install(monkeypatch):
+    pages.check_docs_without_their_files(monkeypatch)

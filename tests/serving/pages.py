@@ -1,9 +1,10 @@
 """The scorer's pages for people: /docs, /redoc and /dashboard, offline, under a route prefix.
 
-The scorer is deployed with Serve under ``/scorer`` (as behind an ingress shared with
-other apps) so that every URL the pages build is checked to carry the prefix. The pages
-are opened in headless Chromium that cannot reach anything but 127.0.0.1, and every
-request the browser made is listed from its network log.
+Checks that tests/serving/test_app.py runs against its scorer, deployed with Serve under
+a route prefix (as behind an ingress shared with other apps) so that every URL the pages
+build is checked to carry the prefix. The pages are opened in headless Chromium that
+cannot reach anything but 127.0.0.1, and every request the browser made is listed from
+its network log.
 """
 
 from __future__ import annotations
@@ -12,15 +13,13 @@ import json
 import re
 from typing import Any
 
+import pandas as pd
 import pytest
 import requests
 
 from tests.conftest import free_port
-from tests.serving.conftest import mid_history_store, stop_serve
 from tests.serving.load import request_body
 
-pytestmark = pytest.mark.slow
-PREFIX = "/scorer"
 ASSET_TYPES = {  # file ending -> the content type it must be served with
     ".js": ("text/javascript", "application/javascript"),
     ".css": ("text/css",),
@@ -31,27 +30,7 @@ ASSET_TYPES = {  # file ending -> the content type it must be served with
 
 
 @pytest.fixture(scope="module")
-def scorer(ray_session, tmp_path_factory, snapshots, generated_transactions, small_model):
-    """The scorer deployed with Serve under ``/scorer`` on 127.0.0.1 (no score log)."""
-    from ray import serve  # noqa: PLC0415
-
-    from payments_ml.serving.app import FraudScorer  # noqa: PLC0415
-
-    repo = mid_history_store(tmp_path_factory.mktemp("pages"), snapshots, generated_transactions)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    model = small_model
-    serve.run(
-        FraudScorer.bind(lambda: model, repo["config"], ray_metrics=False),
-        name="scorer-pages",
-        route_prefix=PREFIX,
-    )
-    yield {"url": f"http://127.0.0.1:{port}{PREFIX}", "rows": repo["day_rows"]}
-    stop_serve()
-
-
-@pytest.fixture(scope="module")
-def browser(scorer):
+def browser():
     """Headless Chromium whose only reachable host is 127.0.0.1: other names do not
     resolve and other addresses go to a closed proxy port. Its network log is on."""
     from selenium import webdriver  # noqa: PLC0415
@@ -78,7 +57,7 @@ def browser(scorer):
         driver.quit()
 
 
-def _requested(driver: Any) -> list[str]:
+def requested(driver: Any) -> list[str]:
     """The URLs the browser requested since the last call (its performance log)."""
     urls = []
     for entry in driver.get_log("performance"):
@@ -88,37 +67,34 @@ def _requested(driver: Any) -> list[str]:
     return urls
 
 
-def _foreign(urls: list[str], origin: str) -> list[str]:
+def foreign(urls: list[str], origin: str) -> list[str]:
     """The URLs not of the scorer (``data:`` ones and the page's own ``blob:`` are)."""
     return [u for u in urls if not u.removeprefix("blob:").startswith((origin + "/", "data:"))]
 
 
-@pytest.mark.parametrize("page", ["docs", "redoc"])
-def test_doc_pages_load_only_the_scorers_own_files(scorer, page):
-    """No CDN: every script, style sheet, icon and the schema come from the scorer, under
-    its route prefix, with their content types."""
-    url = scorer["url"]
-    html = requests.get(f"{url}/{page}", timeout=30)
+def check_doc_page_assets(origin: str, prefix: str, page: str) -> None:
+    """No CDN: every script, style sheet, icon and the schema of ``page`` come from the
+    scorer, under its route prefix, with their content types."""
+    html = requests.get(f"{origin}{prefix}/{page}", timeout=30)
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
     assert re.findall(r"https?://[^\s\"'<>]+", html.text) == []
     linked = re.findall(r'(?:src|href|spec-url)="([^"]+)"|url: \'([^\']+)\'', html.text)
-    linked = [a or b for a, b in linked] + ([f"{PREFIX}/{page}/logo-mini.svg"] * (page == "redoc"))
-    assert len(linked) >= 3  # noqa: PLR2004 (script, schema, icon; Swagger's style sheet)
-    origin = url.removesuffix(PREFIX)
+    linked = [a or b for a, b in linked] + ([f"{prefix}/{page}/logo-mini.svg"] * (page == "redoc"))
+    assert len(linked) >= 3  # script, schema, icon; Swagger's style sheet
     for path in linked:
-        assert path.startswith(f"{PREFIX}/"), f"{path} lacks the route prefix"
+        assert path.startswith(f"{prefix}/"), f"{path} lacks the route prefix"
         answer = requests.get(origin + path, timeout=30)
         kind = answer.headers.get("content-type", "")
         assert answer.status_code == 200, f"{path}: {answer.status_code}"
         assert kind.startswith(ASSET_TYPES["." + path.rsplit(".", 1)[-1]]), f"{path}: {kind}"
-        assert len(answer.content) > 500, f"{path} is nearly empty"  # noqa: PLR2004
+        assert len(answer.content) > 500, f"{path} is nearly empty"
 
 
-def test_the_schemas_examples_are_scored(scorer):
-    """The request examples /docs shows are valid: each is scored (200), in field order."""
-    url = scorer["url"]
+def check_schema_examples(url: str, prefix: str) -> None:
+    """The request examples /docs shows are valid: each is scored (200), in field order,
+    and the schema names the route prefix as its server."""
     schema = requests.get(f"{url}/openapi.json", timeout=30).json()
-    assert {"url": PREFIX} in schema.get("servers", []), "Try it out would miss the prefix"
+    assert {"url": prefix} in schema.get("servers", []), "Try it out would miss the prefix"
     components = schema["components"]["schemas"]
     examples = components["Transaction"]["examples"]
     assert examples and all(list(e)[0] == "transaction_id" for e in examples)
@@ -136,17 +112,16 @@ def test_the_schemas_examples_are_scored(scorer):
     assert 'scorer_requests_total{route="/score/batch",status="200"}' in metrics
 
 
-def test_docs_render_and_try_it_out_scores_offline(scorer, browser):
+def check_try_it_out(url: str, origin: str, browser: Any) -> None:
     """Swagger UI draws every operation without internet, and "Try it out" on /score
-    sends the example through the route prefix and shows the 200 answer."""
+    sends the example through the route prefix and shows the 200 answer; Redoc draws."""
     from selenium.webdriver.common.by import By  # noqa: PLC0415
     from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
 
-    url = scorer["url"]
-    _requested(browser)
+    requested(browser)
     browser.get(f"{url}/docs")
     wait = WebDriverWait(browser, 30)
-    wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")) >= 5)  # noqa: PLR2004
+    wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")) >= 5)
     paths = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")]
     assert {"/score", "/score/batch", "/health", "/metrics"} <= set(paths)
     operation = browser.find_element(By.ID, "operations-default-score_score_post")
@@ -166,26 +141,28 @@ def test_docs_render_and_try_it_out_scores_offline(scorer, browser):
     assert browser.save_screenshot("/tmp/docs.png")
     browser.get(f"{url}/redoc")
     wait.until(lambda b: "/score/batch" in b.find_element(By.TAG_NAME, "body").text)
-    requested = _requested(browser)
-    assert f"{url}/docs/static/swagger/swagger-ui-bundle.js" in requested
-    assert f"{url}/docs/static/redoc/redoc.standalone.js" in requested
-    assert _foreign(requested, url.removesuffix(PREFIX)) == [], "requests beyond the scorer"
+    urls = requested(browser)
+    assert f"{url}/docs/static/swagger/swagger-ui-bundle.js" in urls
+    assert f"{url}/docs/static/redoc/redoc.standalone.js" in urls
+    assert foreign(urls, origin) == [], "requests beyond the scorer"
 
 
-def test_dashboard_shows_error_rate_and_what_decisions_mean(scorer, browser):
-    """The error-rate tile counts refused requests; the decision tile says what its three
-    numbers are and the thresholds behind them; one spike does not flatten a chart."""
+def check_dashboard_tiles(url: str, origin: str, rows: pd.DataFrame, browser: Any) -> None:
+    """The error-rate tile counts refused requests (the one sent here must be the only
+    one of the last minute); the decision tile says what its three numbers are and the
+    thresholds behind them; one spike does not flatten a chart."""
     from selenium.common.exceptions import TimeoutException  # noqa: PLC0415
     from selenium.webdriver.common.by import By  # noqa: PLC0415
     from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
 
-    url, rows = scorer["url"], scorer["rows"]
+    earlier = requests.get(f"{url}/dashboard/data", timeout=30).json()["live"]["errors"]
+    assert earlier == 0, f"{earlier} refused requests in the last minute: run this check first"
     for i in range(4):
         body = request_body(rows.iloc[i]) | {"transaction_id": f"page-{i}"}
         assert requests.post(f"{url}/score", json=body, timeout=30).status_code == 200
     bad = request_body(rows.iloc[0]) | {"amount": -1}
-    assert requests.post(f"{url}/score", json=bad, timeout=30).status_code == 422  # noqa: PLR2004
-    _requested(browser)
+    assert requests.post(f"{url}/score", json=bad, timeout=30).status_code == 422
+    requested(browser)
     browser.get(f"{url}/dashboard")
 
     def text(name: str) -> str:
@@ -197,7 +174,7 @@ def test_dashboard_shows_error_rate_and_what_decisions_mean(scorer, browser):
         data = requests.get(f"{url}/dashboard/data", timeout=30)
         pytest.fail(f"no error rate shown; page status {text('status')!r}, data: {data.text[:500]}")
     assert "warn" in browser.find_element(By.ID, "error-rate").get_attribute("class")
-    assert 0 < float(text("error-rate").removesuffix(" %")) < 100  # noqa: PLR2004
+    assert 0 < float(text("error-rate").removesuffix(" %")) < 100
     assert re.fullmatch(r"1 of \d+ requests; 5xx: 0", text("error-detail"))
     assert text("decision-label") == "approve / review / decline"
     assert text("decision-rule") == "review if fraud probability ≥ 0.05, decline if ≥ 0.5"
@@ -209,13 +186,13 @@ def test_dashboard_shows_error_rate_and_what_decisions_mean(scorer, browser):
         "        axisScale([steady.concat([null]), steady.concat([400])])];"
     )
     spike, level, sparse, two_lines = scales
-    assert spike["clipped"] and spike["peak"] == 400 and 20 < spike["max"] < 40  # noqa: PLR2004
-    assert not level["clipped"] and level["max"] >= 90  # noqa: PLR2004 (a new level: kept)
+    assert spike["clipped"] and spike["peak"] == 400 and 20 < spike["max"] < 40
+    assert not level["clipped"] and level["max"] >= 90  # a new level: kept
     assert not sparse["clipped"] and two_lines["clipped"]  # too few slots; p95 spikes alone
-    assert _foreign(_requested(browser), url.removesuffix(PREFIX)) == []
+    assert foreign(requested(browser), origin) == []
 
 
-def test_without_the_doc_files_the_pages_say_what_to_install(monkeypatch):
+def check_docs_without_their_files(monkeypatch: pytest.MonkeyPatch) -> None:
     """A replica lacking Swagger UI's files still starts (and scores); /docs answers 503
     naming the package to install."""
     import asyncio  # noqa: PLC0415
@@ -237,5 +214,5 @@ def test_without_the_doc_files_the_pages_say_what_to_install(monkeypatch):
 
     scope = {"type": "http", "method": "GET", "path": "/docs", "root_path": ""}
     asyncio.run(api(scope | {"headers": [], "query_string": b""}, receive, send))
-    assert sent[0]["status"] == 503  # noqa: PLR2004
+    assert sent[0]["status"] == 503
     assert b"fastapi-standalone-docs lacks swagger/gone.js" in sent[1]["body"]
