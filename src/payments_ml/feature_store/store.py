@@ -31,6 +31,7 @@ from payments_ml.feature_store.views import (
     customer_today_fv,
     merchant_snapshot_fv,
 )
+from payments_ml.features.windows import latest_rows
 
 logger = logging.getLogger(__name__)
 
@@ -218,12 +219,6 @@ def clear_view(store: FeatureStore, name: str) -> None:
     online = provider_online_store(store)
     online.update(store.config, [view], [], [], [], partial=True)  # drop the view's rows
     online.update(store.config, [], [view], [], [], partial=True)  # and make it anew
-
-
-def latest_rows(rows: pd.DataFrame, join_key: str) -> pd.DataFrame:
-    """The latest snapshot row of every entity (what the online store serves)."""
-    ordered = rows.sort_values([join_key, "snapshot_ts"], kind="stable")
-    return ordered.drop_duplicates(join_key, keep="last").reset_index(drop=True)
 
 
 def _check_columns(view: FeatureView, rows: pd.DataFrame, join_key: str) -> None:

@@ -531,3 +531,9 @@ def _lists(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
     for g in np.unique(group).tolist():  # only the groups with values: a Python loop is cheap
         out[g] = values[bounds[g] : bounds[g + 1]]
     return out
+
+
+def latest_rows(rows: pd.DataFrame, join_key: str) -> pd.DataFrame:
+    """The latest snapshot row of every entity (what the online store serves)."""
+    ordered = rows.sort_values([join_key, "snapshot_ts"], kind="stable")
+    return ordered.drop_duplicates(join_key, keep="last").reset_index(drop=True)

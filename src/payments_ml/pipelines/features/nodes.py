@@ -525,6 +525,5 @@ def materialize_online(
 
 
 def _latest_customer_rows(batch: pa.Table) -> pa.Table:
-    from payments_ml.feature_store.store import latest_rows  # noqa: PLC0415
-
-    return snapshot_table(latest_rows(batch.to_pandas(), "customer_id"))
+    # Runs in Ray's workers: nothing here may import Feast (3 s per worker process).
+    return snapshot_table(fw.latest_rows(batch.to_pandas(), "customer_id"))
