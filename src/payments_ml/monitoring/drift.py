@@ -8,6 +8,12 @@
 - *Served-feature drift* (train/serve skew): the features the scorer logged against the
   training window; a feature that drifts here but not in the training set points at
   the online path, not at the world.
+
+Both served comparisons take their reference from the same part of the calendar as the
+served rows (:func:`served_calendar`): a morning's traffic is compared with mornings, a
+weekday's with weekdays. Otherwise the calendar features (hour of day, night, weekend)
+and the day's running counts would drift by construction whenever the scorer has served
+less than a week.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
+from payments_ml.features import windows as fw
 from payments_ml.features.windows import iso_day  # noqa: F401 (monitoring's name for it)
 from payments_ml.monitoring import psi as psi_lib
 from payments_ml.monitoring.alerts import Alert, Rule, check
@@ -115,6 +122,60 @@ def score_drift(
             for name, values in (("reference", reference_decisions), ("served", served_decisions))
         }
     return report
+
+
+def served_calendar(event_times: pd.Series) -> dict[str, Any]:
+    """The part of the calendar that ``event_times`` cover (UTC, as the features read it).
+
+    Returns:
+        ``seconds``: the first and last second of the day (``[first, last]``; first >
+        last when the window crosses midnight), or None when they span a day or more;
+        ``weekend``: the ``is_weekend`` values seen, or None when they span a week.
+    """
+    ns = fw.to_ns(event_times)
+    if len(ns) == 0:
+        return {"seconds": None, "weekend": None}
+    first, last = int(ns.min()), int(ns.max())
+    seconds = None
+    if last - first < fw.NS_DAY:
+        seconds = [(first % fw.NS_DAY) // 10**9, (last % fw.NS_DAY) // 10**9]
+    weekend = None
+    if last - first < 7 * fw.NS_DAY:
+        weekend = sorted({bool(w) for w in _is_weekend(ns)})
+    return {"seconds": seconds, "weekend": weekend}
+
+
+def in_calendar(rows: pd.DataFrame, calendar: Mapping[str, Any]) -> pd.DataFrame:
+    """The rows whose ``event_timestamp`` falls in ``calendar``'s part of the day and week."""
+    ns = fw.to_ns(rows["event_timestamp"])
+    keep = np.ones(len(rows), dtype=bool)
+    if calendar.get("seconds") is not None:
+        first, last = calendar["seconds"]
+        second = (ns % fw.NS_DAY) // 10**9
+        within = (second >= first) & (second <= last)
+        keep &= within if first <= last else (second >= first) | (second <= last)
+    if calendar.get("weekend") is not None:
+        keep &= np.isin(_is_weekend(ns), calendar["weekend"])
+    return rows[keep]
+
+
+def describe_calendar(calendar: Mapping[str, Any]) -> str:
+    """``calendar`` in words, for the report and the log: "06:00:00 to 09:59:59 UTC, weekdays"."""
+    parts = []
+    if calendar.get("seconds") is not None:
+        parts.append(" to ".join(_clock(s) for s in calendar["seconds"]) + " UTC")
+    weekend = calendar.get("weekend")
+    if weekend is not None and len(weekend) == 1:
+        parts.append("weekends" if weekend[0] else "weekdays")
+    return ", ".join(parts) or "every hour and day"
+
+
+def _is_weekend(ns: np.ndarray) -> np.ndarray:
+    return fw.request_feature_columns(np.ones(len(ns)), ns, np.ones(len(ns)))["is_weekend"]
+
+
+def _clock(second: int) -> str:
+    return f"{second // 3600:02d}:{second % 3600 // 60:02d}:{second % 60:02d}"
 
 
 def recent_scored(

@@ -167,3 +167,55 @@ def _quality_table() -> pd.DataFrame:
         | {c: [np.nan] for c in ("late_rate", "amount_psi", "fraud_rate_ratio")}
         | {f"null_rate_{c}": [0.0] for c in qu.CONTRACT_COLUMNS}
     )
+
+
+def test_a_days_first_hours_are_compared_with_the_same_hours_of_weekdays(
+    tmp_path, model, history, measure, monitoring_params
+):
+    """A replay of a Tuesday's first 20 hours (what `make run` sends): against whole days,
+    hour_of_day and is_night drift by construction; against the same hours of weekdays
+    (the served calendar), faithful serving raises nothing."""
+    day = history[history["event_timestamp"].dt.strftime("%Y-%m-%d") == syn.day(22)]
+    served = day[day["event_timestamp"].dt.hour < 20]
+    write_log(tmp_path / "scored", served, model.predict_proba(served), "1")
+    drift = measure()
+    served_features = drift["served_feature_drift"]
+    first, last = served["event_timestamp"].min(), served["event_timestamp"].max()
+    assert (
+        served_features["calendar"]
+        == (f"{first:%H:%M:%S} to {last:%H:%M:%S} UTC, weekdays")
+        == drift["score_drift"]["calendar"]
+    )
+    assert served_features["status"] == "ok" and drift["score_drift"]["status"] == "ok"
+    assert dr.drift_alerts(drift, al.load_rules(monitoring_params["rules"])) == []
+    train = history[history["event_timestamp"] < pd.Timestamp(syn.day(21), tz="UTC")]
+    whole_days = dr.feature_drift(train, served, ["hour_of_day"], 10, 200)
+    assert whole_days["psi"]["hour_of_day"] > 0.1  # what the calendar spares
+
+
+@pytest.mark.parametrize(
+    ("stamps", "expected"),
+    [
+        (["2025-06-24 06:00:00", "2025-06-24 09:30:05"], ([21600, 34205], [False])),
+        (["2025-06-28 22:00:00", "2025-06-29 01:00:00"], ([79200, 3600], [True])),
+        (["2025-06-27 12:00:00", "2025-06-28 12:00:00"], (None, [False, True])),
+        (["2025-06-02 00:00:00", "2025-06-09 00:00:00"], (None, None)),
+    ],
+)
+def test_the_served_calendar(stamps, expected):
+    calendar = dr.served_calendar(pd.Series(pd.to_datetime(stamps, utc=True)))
+    assert (calendar["seconds"], calendar["weekend"]) == expected
+
+
+def test_rows_in_a_calendar_that_crosses_midnight():
+    rows = pd.DataFrame(
+        {"event_timestamp": pd.to_datetime(
+            ["2025-06-20 21:59:59", "2025-06-20 22:00:00", "2025-06-21 00:30:00",
+             "2025-06-21 01:00:01", "2025-06-21 23:00:00"], utc=True,
+        )}
+    )  # fmt: skip
+    calendar = {"seconds": [79200, 3600], "weekend": [True]}  # Saturday 22:00 to 01:00
+    kept = dr.in_calendar(rows, calendar)["event_timestamp"].dt.strftime("%d %H:%M").tolist()
+    assert kept == ["21 00:30", "21 23:00"]  # Friday 22:00 is a weekday
+    assert dr.describe_calendar(calendar) == "22:00:00 to 01:00:00 UTC, weekends"
+    assert dr.describe_calendar({"seconds": None, "weekend": None}) == "every hour and day"

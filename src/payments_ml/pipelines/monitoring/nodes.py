@@ -20,7 +20,9 @@ from payments_ml.monitoring import quality as qu
 
 logger = logging.getLogger(__name__)
 
-_SCORED_COLUMNS = ["scored_at", "fraud_probability", "decision", "model_version", *FEATURES]
+_SCORED_COLUMNS = [
+    "scored_at", "event_timestamp", "fraud_probability", "decision", "model_version", *FEATURES
+]  # fmt: skip
 _LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.ERROR}
 
 
@@ -244,7 +246,8 @@ def _score_drift(
     """Score drift of the latest model version in the log, and its served features.
 
     The reference scores are that version's on its own test window (its metadata; the
-    current split's test window for a model without one).
+    current split's test window for a model without one). Both references keep only the
+    rows of the served rows' part of the calendar (monitoring.drift.served_calendar).
     """
     if served.empty:
         reason = "no scored transactions logged yet"
@@ -256,16 +259,18 @@ def _score_drift(
         al.iso_utc(served["scored_at"].min().floor("s").to_pydatetime()),
         al.iso_utc(served["scored_at"].max().floor("s").to_pydatetime()),
     ]
+    calendar = dr.served_calendar(served["event_timestamp"])
     served_features = dr.feature_drift(
-        reference_rows, served, FEATURES, drift["psi_bins"], drift["min_rows"]
-    )
-    served_features["served_window"] = window
+        dr.in_calendar(reference_rows, calendar), served, FEATURES, drift["psi_bins"],
+        drift["min_rows"],
+    )  # fmt: skip
+    served_features.update(served_window=window, calendar=dr.describe_calendar(calendar))
     model = _load_model(model_name, version)
     if model is None:
         reason = f"model version {version!r} of the scored rows could not be loaded"
         return {"status": "skipped", "reason": reason, "model_version": version}, served_features
     test = list(model.metadata.get("test_window") or test_window)
-    scores = model.predict_proba(_between(training_set, days, test))
+    scores = model.predict_proba(dr.in_calendar(_between(training_set, days, test), calendar))
     score = dr.score_drift(
         scores,
         served["fraud_probability"].to_numpy(np.float64),
@@ -274,7 +279,12 @@ def _score_drift(
         reference_decisions=model.decide(scores),
         served_decisions=served["decision"].to_numpy(str),
     )
-    score.update(model_version=version, reference_window=test, served_window=window)
+    score.update(
+        model_version=version,
+        reference_window=test,
+        served_window=window,
+        calendar=dr.describe_calendar(calendar),
+    )
     logger.info(
         "Score drift of model v%s: %s",
         version,
