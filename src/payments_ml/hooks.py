@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
+
+from payments_ml.structured_logging import run_log_handler
 
 logger = logging.getLogger(__name__)
 
@@ -43,17 +46,7 @@ def connect_ray(config: dict[str, Any]) -> bool:
         logger.info("Reusing the Ray session already open in this process")
         return False
     address = config.get("address")
-    kwargs: dict[str, Any] = {
-        "namespace": config.get("namespace"),
-        "log_to_driver": config.get("log_to_driver", True),
-        "runtime_env": config.get("runtime_env"),
-    }
-    if address in (None, "", "local"):
-        kwargs["address"] = "local"
-        kwargs.update({k: config.get(k) for k in _LOCAL_ONLY})
-    else:
-        kwargs["address"] = address
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    kwargs = _init_arguments(config)
     try:
         context = ray.init(**kwargs)
     except ValueError as err:  # a local start whose dashboard port is taken
@@ -85,20 +78,43 @@ def connect_ray(config: dict[str, Any]) -> bool:
     return True
 
 
+def _init_arguments(config: dict[str, Any]) -> dict[str, Any]:
+    """ray.init's arguments from ray.yml's ``ray`` section."""
+    address = config.get("address")
+    # The quiet console (conf/logging.yml) shows no INFO of Ray's and no worker output
+    # (Serve's controller banner, ...): those stay in Ray's logs (dashboard -> Logs).
+    quiet = run_log_handler() is not None
+    log_to_driver = config.get("log_to_driver", "auto")
+    kwargs: dict[str, Any] = {
+        "namespace": config.get("namespace"),
+        "log_to_driver": not quiet if log_to_driver == "auto" else bool(log_to_driver),
+        "runtime_env": config.get("runtime_env"),
+        "logging_level": logging.WARNING if quiet else None,
+    }
+    if address in (None, "", "local"):
+        kwargs["address"] = "local"
+        kwargs.update({k: config.get(k) for k in _LOCAL_ONLY})
+    else:
+        kwargs["address"] = address
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
 def cluster_outlives_run() -> bool:
     """True when the Ray cluster was joined, not started by this process (it stays up)."""
     return not _state["started_locally"]
 
 
 def configure_ray_data(settings: dict[str, Any]) -> None:
-    """Apply ray.yml's ``data`` settings to this process's Ray Data context."""
+    """Apply ray.yml's ``data`` settings to this process's Ray Data context
+    (``enable_progress_bars: auto``: on a terminal only, not in a pipe or a log)."""
     import ray  # noqa: PLC0415
 
     data_context = ray.data.DataContext.get_current()
     for key, value in settings.items():
         if not hasattr(data_context, key):
             raise ValueError(f"ray.data settings in ray.yml: unknown DataContext field {key!r}")
-        setattr(data_context, key, value)
+        auto = key == "enable_progress_bars" and value == "auto"
+        setattr(data_context, key, sys.stderr.isatty() if auto else value)
 
 
 class RayHook:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import logging.config
+import os
 import re
+import sys
 import time
 import traceback
 from typing import Any
@@ -20,6 +22,7 @@ from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 
 from payments_ml.structured_logging import (
+    DropMessages,
     error_partition,
     partition_label,
     run_log_handler,
@@ -199,13 +202,23 @@ def _first_line(error: BaseException) -> str:
 _OWN_HANDLERS = ("ray", "ray.data", "ray.tune", "ray.train", "ray.serve", "mlflow", "optuna")
 
 
+# Library warnings about how the library itself works, not about this run: the run log
+# keeps them, the quiet console does not.
+_NOTES = DropMessages(
+    # MLflow on every pyfunc model logged from a Python object (FraudModelPyfunc).
+    "causes it to be serialized using CloudPickle",
+)
+
+
 def quiet_library_consoles() -> None:
     """Under the quiet configuration (conf/logging.yml: a run log file on the root
-    logger), the libraries' own console handlers keep their warnings and errors; their
-    INFO goes to the run's log file."""
+    logger), the libraries' own console handlers keep their warnings and errors (but
+    ``_NOTES``); their INFO goes to the run's log file."""
     file = run_log_handler()
     if file is None:  # verbose (conf/logging-verbose.yml), or the cluster's JSON lines
         return
+    if not sys.stderr.isatty():  # MLflow's download bars, a line each in a pipe
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in _OWN_HANDLERS:
         library = logging.getLogger(name)
         for handler in library.handlers:
@@ -214,6 +227,8 @@ def quiet_library_consoles() -> None:
             )
             if console and not type(handler).__module__.startswith("_pytest"):
                 handler.setLevel(logging.WARNING)  # the library's own console handler
+                if _NOTES not in handler.filters:
+                    handler.addFilter(_NOTES)
         if not library.propagate and file not in library.handlers:
             library.addHandler(file)
 
@@ -240,6 +255,7 @@ class ProgressHook:
     @hook_impl
     def before_node_run(self, node: Any) -> None:
         self._started[node.name] = time.perf_counter()
+        quiet_library_consoles()  # libraries first used by the last node (Ray Serve's)
 
     @hook_impl
     def after_node_run(self, node: Any) -> None:

@@ -75,7 +75,8 @@ def replay(
     session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=workers))
     bodies = _bodies(rows)
     answers: list[dict[str, Any]] = [{} for _ in bodies]
-    bar = tqdm(total=len(bodies), unit="tx", disable=not progress, desc="replay")
+    # disable=None: a bar on a terminal only (in a pipe it is one long line of redraws)
+    bar = tqdm(total=len(bodies), unit="tx", disable=None if progress else True, desc="replay")
     lock = threading.Lock()
     # A card's next authorisation follows the answer to its previous one: a customer's
     # request waits for their previous request's answer (as in the training order).

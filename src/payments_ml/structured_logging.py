@@ -200,11 +200,16 @@ def filter_library_deprecations() -> None:
     # MLflow raises this one under its own "once" filter (warnings.catch_warnings), which
     # overrides the filters above: drop it where Kedro logs warnings (py.warnings).
     captured = logging.getLogger("py.warnings")
-    if not any(isinstance(f, _DropMessages) for f in captured.filters):
-        captured.addFilter(_DropMessages("Add type hints to the `predict` method"))
+    if not any(isinstance(f, DropMessages) for f in captured.filters):
+        captured.addFilter(
+            DropMessages(
+                "Add type hints to the `predict` method",
+                "Using extra keyword arguments on `Field` is deprecated",  # a "once" filter too
+            )
+        )
 
 
-class _DropMessages(logging.Filter):
+class DropMessages(logging.Filter):
     """Drops the records whose message holds one of ``fragments``."""
 
     def __init__(self, *fragments: str) -> None:

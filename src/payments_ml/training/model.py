@@ -7,7 +7,10 @@ pipeline logs it with `log_fraud_model`; the scorer loads it with `load_fraud_mo
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import math
 import tempfile
 from collections.abc import Mapping
@@ -22,6 +25,8 @@ import pandas as pd
 
 DECISIONS = ("approve", "review", "decline")
 _BOOSTER_FILE = "booster.txt"
+# MLflow's own messages, printed to stderr, logged back under its name (the run log).
+_mlflow_logger = logging.getLogger("mlflow.pyfunc")
 _SPEC_FILE = "spec.json"
 
 
@@ -182,9 +187,10 @@ def log_fraud_model(
     wrapper.model = model
     sample = example[model.features].head(20).astype(float)
     signature = infer_signature(sample, wrapper.predict(None, sample))
-    with tempfile.TemporaryDirectory() as folder:
+    printed = io.StringIO()  # MLflow prints "Successfully registered ..." to stderr
+    with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stderr(printed):
         model.save(Path(folder) / "fraud_model")
-        return mlflow.pyfunc.log_model(
+        logged = mlflow.pyfunc.log_model(
             name="fraud_model",
             python_model=FraudModelPyfunc(),
             artifacts={"fraud_model": str(Path(folder) / "fraud_model")},
@@ -192,6 +198,10 @@ def log_fraud_model(
             input_example=sample.head(3),
             registered_model_name=registered_model_name,
         )
+    for line in printed.getvalue().splitlines():
+        if line.strip():
+            _mlflow_logger.info("%s", line.strip())
+    return logged
 
 
 def load_fraud_model(model_uri: str) -> FraudModel:

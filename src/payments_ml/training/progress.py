@@ -1,5 +1,5 @@
-"""One log line per finished Tune trial: ``Trial 3/10: valid_average_precision 0.4725
-(best so far 0.5104)``, in place of Tune's own tables (the run's log file keeps those)."""
+"""One log line per finished Tune trial: ``Trial 3/10: valid_average_precision 0.4725,
+best 0.5104``, in place of Tune's own tables (the run's log file keeps those)."""
 
 from __future__ import annotations
 
@@ -30,9 +30,7 @@ class TrialProgress(tune.Callback):
 
     def _log(self, outcome: str) -> None:
         self.done += 1
-        logger.info(
-            "Trial %d/%d: %s (best so far %s)", self.done, self.total, outcome, _number(self.best)
-        )
+        logger.info("Trial %d/%d: %s, best %s", self.done, self.total, outcome, _number(self.best))
 
 
 def _number(value: float | None) -> str:

@@ -495,8 +495,7 @@ def _champion_on(
     try:
         version = str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
     except mlflow.exceptions.MlflowException:
-        logger.info("No %s@%s yet: this version becomes the first champion", name, alias)
-        return None, None
+        return None, None  # the decision says so
     champion = load_fraud_model(f"models:/{name}@{alias}")
     return version, _test_metrics(test, champion.predict_proba(test), k)
 
