@@ -83,7 +83,10 @@ run: ray-head
 	@echo "Replaying 2000 transactions of the last day (summary: data/08_reporting/replay_summary.json)"
 	@$(BIN)/python -m payments_ml.stream --rate 200 --limit 2000 > data/08_reporting/replay_summary.json \
 	  || echo "Some replayed requests failed: see data/08_reporting/replay_summary.json"
-	RAY_ADDRESS=$(RAY_HEAD) $(KEDRO_LOG) $(BIN)/kedro run --pipelines monitoring
+	@# Its alerts are in the results block below; its console goes to a log of its own.
+	@echo "Monitoring what the scorer logged: kedro run --pipelines monitoring (log: logs/monitoring-after-replay.log)"
+	@RAY_ADDRESS=$(RAY_HEAD) $(KEDRO_LOG) $(BIN)/kedro run --pipelines monitoring > logs/monitoring-after-replay.log 2>&1 \
+	  || { tail -n 30 logs/monitoring-after-replay.log; exit 1; }
 	@echo
 	@$(BIN)/python -m payments_ml.report
 	@echo

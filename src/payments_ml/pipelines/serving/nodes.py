@@ -26,7 +26,10 @@ def deploy_scorer(
 
     from payments_ml.config import absolute_path, feast_settings  # noqa: PLC0415
     from payments_ml.hooks import cluster_outlives_run  # noqa: PLC0415
+    from payments_ml.logging_hooks import quiet_library_consoles  # noqa: PLC0415
     from payments_ml.serving.app import build_app  # noqa: PLC0415
+
+    quiet_library_consoles()  # Serve set its own console handler up as it was imported
 
     if not cluster_outlives_run():
         raise RuntimeError(
