@@ -30,6 +30,8 @@ RAY_TOKEN := $${RAY_AUTH_TOKEN_PATH:-$$HOME/.ray/auth_token}
 
 help:
 	@echo "make run       - install, then run every pipeline (about 1 M transactions); VERBOSE=1: every log line"
+	@echo "make install / install-dev - the .venv with the project (install-dev: with the test and notebook tools)"
+	@echo "make ray-head  - start a Ray head on 127.0.0.1:6379 if none runs (make run does)"
 	@echo "make test      - install with dev extras, lint, run the whole test suite"
 	@echo "make bench     - run the benchmarks and print their tables"
 	@echo "make serve     - run the scorer in the foreground (development)"
