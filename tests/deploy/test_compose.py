@@ -30,9 +30,9 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
-from ray.serve.schema import DeploymentSchema, ServeApplicationSchema, ServeDeploySchema
 
 from tests.conftest import PROJECT_ROOT
+from tests.deploy.serve_configs import check_same_application, check_strict_serve_config
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 SCHEMA = Path(__file__).parent / "schemas/compose-spec.json"
@@ -428,28 +428,13 @@ def test_mlflow_server_runs_a_version_the_project_supports(compose):
 
 
 def test_scorer_serve_config_is_a_valid_serve_config(compose):
-    config = _serve_config(compose)
-    ServeDeploySchema.model_validate(config)
-    # Serve's schema tolerates unknown keys; a typo would be silently ignored: refuse it.
-    assert set(config) <= set(ServeDeploySchema.model_fields)
-    for app in config["applications"]:
-        assert set(app) <= set(ServeApplicationSchema.model_fields), app["name"]
-        for deployment in app["deployments"]:
-            assert set(deployment) <= set(DeploymentSchema.model_fields), deployment["name"]
+    check_strict_serve_config(_serve_config(compose))
 
 
 def test_scorer_deploys_the_application_of_the_serve_config(compose):
-    local = yaml.safe_load((PROJECT_ROOT / "deploy/serve_config.yaml").read_text())
-    (app,) = _serve_config(compose)["applications"]
-    (local_app,) = local["applications"]
-    for key in ("name", "route_prefix", "import_path"):
-        assert app[key] == local_app[key], key
-    assert set(app["args"]) == set(local_app["args"])
-    assert app["args"]["model_uri"] == local_app["args"]["model_uri"]
-    assert app["args"]["env"] == "cluster", "the scorer reads conf/cluster"
+    app = check_same_application(_serve_config(compose))
     workdirs = re.findall(r"^WORKDIR (\S+)$", (PROJECT_ROOT / "Dockerfile").read_text(), re.M)
     assert app["args"]["project_path"] == workdirs[-1], "project_path: the image's project"
-    assert [d["name"] for d in app["deployments"]] == [d["name"] for d in local_app["deployments"]]
     scorer = compose["services"]["scorer"]
     (mounted,) = scorer["configs"]
     assert mounted["source"] == "serve_config"

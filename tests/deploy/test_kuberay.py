@@ -26,11 +26,11 @@ import kubernetes_validate
 import pytest
 import ray
 import yaml
-from ray.serve.schema import DeploymentSchema, ServeApplicationSchema, ServeDeploySchema
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from tests.conftest import PROJECT_ROOT
+from tests.deploy.serve_configs import check_same_application, check_strict_serve_config
 
 KUBERAY = PROJECT_ROOT / "deploy/kuberay"
 SCHEMA = Path(__file__).parent / "schemas/kuberay-v1.json"
@@ -292,28 +292,13 @@ def test_rayjob_entrypoint_fails_when_the_night_fails(docs, tmp_path):
 
 
 def test_serve_config_v2_is_a_valid_serve_config(docs):
-    config = _serve_config(docs)
-    ServeDeploySchema.model_validate(config)
-    # Serve's schema tolerates unknown keys; a typo would be silently ignored: refuse it.
-    assert set(config) <= set(ServeDeploySchema.model_fields)
-    for app in config["applications"]:
-        assert set(app) <= set(ServeApplicationSchema.model_fields), app["name"]
-        for deployment in app["deployments"]:
-            assert set(deployment) <= set(DeploymentSchema.model_fields), deployment["name"]
+    check_strict_serve_config(_serve_config(docs))
 
 
 def test_rayservice_serves_the_application_of_the_serve_config(docs):
-    local = yaml.safe_load((PROJECT_ROOT / "deploy/serve_config.yaml").read_text())
-    (app,) = _serve_config(docs)["applications"]
-    (local_app,) = local["applications"]
-    for key in ("name", "route_prefix", "import_path"):
-        assert app[key] == local_app[key], key
-    assert set(app["args"]) == set(local_app["args"])
-    assert app["args"]["model_uri"] == local_app["args"]["model_uri"]
-    assert app["args"]["env"] == "cluster"
+    app = check_same_application(_serve_config(docs))
     workdirs = re.findall(r"^WORKDIR (\S+)$", (PROJECT_ROOT / "Dockerfile").read_text(), re.M)
     assert app["args"]["project_path"] == workdirs[-1], "project_path: the image's project"
-    assert [d["name"] for d in app["deployments"]] == [d["name"] for d in local_app["deployments"]]
     module, attribute = app["import_path"].split(":")
     assert callable(getattr(importlib.import_module(module), attribute))
 
