@@ -530,18 +530,24 @@ def _tag(
     )
 
 
+def _promotion_metrics(k: int) -> tuple[str, str, str]:
+    """The metrics a promotion can compare (`_test_metrics`' keys, in its order)."""
+    return "average_precision", "roc_auc", f"card_precision_at_{k}"
+
+
 def _test_metrics(test: pd.DataFrame, scores: np.ndarray, k: int) -> dict[str, float]:
     """The metrics a promotion can compare, of one model's ``scores`` on ``test``."""
     labels = test["label"].to_numpy(bool)
-    return {
-        "average_precision": m.average_precision(labels, scores),
-        "roc_auc": m.roc_auc(labels, scores),
-        f"card_precision_at_{k}": m.card_precision_at_k(test, scores, k),
-    }
+    values = (
+        m.average_precision(labels, scores),
+        m.roc_auc(labels, scores),
+        m.card_precision_at_k(test, scores, k),
+    )
+    return dict(zip(_promotion_metrics(k), values, strict=True))
 
 
 def _check_promotion_metric(name: str, k: int) -> None:
-    known = ["average_precision", "roc_auc", f"card_precision_at_{k}"]
+    known = _promotion_metrics(k)
     if name not in known:
         raise ValueError(
             f"training.registry.promotion_metric {name!r} is not one of {', '.join(known)}"
