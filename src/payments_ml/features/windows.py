@@ -440,6 +440,17 @@ def _snapshot_rows(
 # -- request time -------------------------------------------------------------------------
 
 
+def seconds_of_day(event_ns: np.ndarray) -> np.ndarray:
+    """Seconds since midnight UTC of each nanosecond timestamp."""
+    return (np.asarray(event_ns, np.int64) % NS_DAY) // 1_000_000_000
+
+
+def is_weekend(event_ns: np.ndarray) -> np.ndarray:
+    """Whether each nanosecond timestamp falls on a Saturday or Sunday (UTC)."""
+    weekday = (day_of(np.asarray(event_ns, np.int64)) + 3) % 7  # 1970-01-01 was a Thursday
+    return weekday >= 5
+
+
 def request_features(
     amount: np.ndarray, event_ns: np.ndarray, amount_avg_30d: np.ndarray
 ) -> pd.DataFrame:
@@ -451,14 +462,12 @@ def request_feature_columns(
     amount: np.ndarray, event_ns: np.ndarray, amount_avg_30d: np.ndarray
 ) -> dict[str, np.ndarray]:
     """:func:`request_features` as a dict of arrays."""
-    seconds_of_day = (np.asarray(event_ns, np.int64) % NS_DAY) // 1_000_000_000
-    hour = (seconds_of_day // 3600).astype(np.int64)
-    weekday = (day_of(np.asarray(event_ns, np.int64)) + 3) % 7  # 1970-01-01 was a Thursday
+    hour = (seconds_of_day(event_ns) // 3600).astype(np.int64)
     avg = np.asarray(amount_avg_30d, float)
     return {
         "amount_to_customer_avg_30d": np.asarray(amount, float) / avg,
         "hour_of_day": hour,
-        "is_weekend": weekday >= 5,
+        "is_weekend": is_weekend(event_ns),
         "is_night": (hour >= NIGHT_HOURS.start) & (hour < NIGHT_HOURS.stop),
     }
 

@@ -138,10 +138,10 @@ def served_calendar(event_times: pd.Series) -> dict[str, Any]:
     first, last = int(ns.min()), int(ns.max())
     seconds = None
     if last - first < fw.NS_DAY:
-        seconds = [(first % fw.NS_DAY) // 10**9, (last % fw.NS_DAY) // 10**9]
+        seconds = fw.seconds_of_day(np.array([first, last])).tolist()
     weekend = None
     if last - first < 7 * fw.NS_DAY:
-        weekend = sorted({bool(w) for w in _is_weekend(ns)})
+        weekend = sorted({bool(w) for w in fw.is_weekend(ns)})
     return {"seconds": seconds, "weekend": weekend}
 
 
@@ -151,11 +151,11 @@ def in_calendar(rows: pd.DataFrame, calendar: Mapping[str, Any]) -> pd.DataFrame
     keep = np.ones(len(rows), dtype=bool)
     if calendar.get("seconds") is not None:
         first, last = calendar["seconds"]
-        second = (ns % fw.NS_DAY) // 10**9
+        second = fw.seconds_of_day(ns)
         within = (second >= first) & (second <= last)
         keep &= within if first <= last else (second >= first) | (second <= last)
     if calendar.get("weekend") is not None:
-        keep &= np.isin(_is_weekend(ns), calendar["weekend"])
+        keep &= np.isin(fw.is_weekend(ns), calendar["weekend"])
     return rows[keep]
 
 
@@ -168,10 +168,6 @@ def describe_calendar(calendar: Mapping[str, Any]) -> str:
     if weekend is not None and len(weekend) == 1:
         parts.append("weekends" if weekend[0] else "weekdays")
     return ", ".join(parts) or "every hour and day"
-
-
-def _is_weekend(ns: np.ndarray) -> np.ndarray:
-    return fw.request_feature_columns(np.ones(len(ns)), ns, np.ones(len(ns)))["is_weekend"]
 
 
 def _clock(second: int) -> str:

@@ -260,11 +260,12 @@ def _score_drift(
         al.iso_utc(served["scored_at"].max().floor("s").to_pydatetime()),
     ]
     calendar = dr.served_calendar(served["event_timestamp"])
+    described = dr.describe_calendar(calendar)
     served_features = dr.feature_drift(
         dr.in_calendar(reference_rows, calendar), served, FEATURES, drift["psi_bins"],
         drift["min_rows"],
     )  # fmt: skip
-    served_features.update(served_window=window, calendar=dr.describe_calendar(calendar))
+    served_features.update(served_window=window, calendar=described)
     model = _load_model(model_name, version)
     if model is None:
         reason = f"model version {version!r} of the scored rows could not be loaded"
@@ -283,7 +284,7 @@ def _score_drift(
         model_version=version,
         reference_window=test,
         served_window=window,
-        calendar=dr.describe_calendar(calendar),
+        calendar=described,
     )
     logger.info(
         "Score drift of model v%s: %s",
