@@ -28,8 +28,8 @@ def test_live_stats_summarise_the_last_minute_and_chart_ten():
     clock.now += 300  # running for 5 minutes
     for second in range(120):  # two minutes of traffic: 2 requests of 1 and 3 ms per second
         clock.now += 1
-        stats.observe_request(0.001, ok=True)
-        stats.observe_request(0.003, ok=second % 60 != 0)
+        stats.observe_request(0.001, status=200)
+        stats.observe_request(0.003, status=200 if second % 60 else 422)
         stats.observe_scores(["approve", "decline"], [0.1, 0.9])
     summary = stats.summary(window_s=60, step_s=5)
     assert summary["transactions_per_s"] == 2.0 and summary["requests_per_s"] == 2.0

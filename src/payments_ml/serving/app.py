@@ -503,8 +503,7 @@ class FraudScorer:
             return
         self.metrics.observe_request(path, status, seconds)
         if path in _SCORING and status != CLIENT_CLOSED:
-            failed, server_error = status >= 400, status >= 500  # noqa: PLR2004
-            self.live.observe_request(seconds, not failed, server_error=server_error)
+            self.live.observe_request(seconds, status)
 
     def __del__(self) -> None:
         """Serve calls this when the replica stops: move the outbox's last records."""

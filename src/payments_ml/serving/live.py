@@ -56,14 +56,14 @@ class LiveStats:
                 self._seconds.popleft()
         return self._seconds[-1]
 
-    def observe_request(self, seconds: float, ok: bool, server_error: bool = False) -> None:
-        """One scoring request answered: its latency, whether it succeeded, and whether
-        it failed on the scorer's side (a 5xx) rather than the sender's (a 4xx)."""
+    def observe_request(self, seconds: float, status: int) -> None:
+        """One scoring request answered: its latency and HTTP status (>= 400 failed; a
+        5xx failed on the scorer's side rather than the sender's)."""
         with self._lock:
             bucket = self._bucket()
             bucket.requests += 1
-            bucket.errors += not ok
-            bucket.server_errors += server_error
+            bucket.errors += status >= 400  # noqa: PLR2004
+            bucket.server_errors += status >= 500  # noqa: PLR2004
             if len(bucket.latencies) < _SAMPLES_PER_SECOND:
                 bucket.latencies.append(seconds)
 
