@@ -9,7 +9,7 @@ from typing import Any
 from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 
-from payments_ml.structured_logging import DropMessages, run_log_handler
+from payments_ml.structured_logging import drop_messages, run_log_handler
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +116,9 @@ def configure_ray_data(settings: dict[str, Any]) -> None:
         auto = key == "enable_progress_bars" and value == "auto"
         setattr(data_context, key, sys.stderr.isatty() if auto else value)
         if auto and not data_context.enable_progress_bars:  # off on purpose: no advice
-            progress = logging.getLogger("ray.data._internal.progress")
-            if not any(isinstance(f, DropMessages) for f in progress.filters):
-                progress.addFilter(DropMessages("Progress bars disabled"))
+            drop_messages(
+                logging.getLogger("ray.data._internal.progress"), "Progress bars disabled"
+            )
 
 
 class RayHook:

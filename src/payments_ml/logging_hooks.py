@@ -22,7 +22,7 @@ from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 
 from payments_ml.structured_logging import (
-    DropMessages,
+    drop_messages,
     error_partition,
     partition_label,
     run_log_handler,
@@ -204,7 +204,7 @@ _OWN_HANDLERS = ("ray", "ray.data", "ray.tune", "ray.train", "ray.serve", "mlflo
 
 # Library warnings about how the library itself works, not about this run: the run log
 # keeps them, the quiet console does not.
-_NOTES = DropMessages(
+_NOTES = (
     # MLflow on every pyfunc model logged from a Python object (FraudModelPyfunc).
     "causes it to be serialized using CloudPickle",
 )
@@ -227,8 +227,7 @@ def quiet_library_consoles() -> None:
             )
             if console and not type(handler).__module__.startswith("_pytest"):
                 handler.setLevel(logging.WARNING)  # the library's own console handler
-                if _NOTES not in handler.filters:
-                    handler.addFilter(_NOTES)
+                drop_messages(handler, *_NOTES)
         if not library.propagate and file not in library.handlers:
             library.addHandler(file)
 
@@ -255,7 +254,7 @@ class ProgressHook:
     @hook_impl
     def before_node_run(self, node: Any) -> None:
         self._started[node.name] = time.perf_counter()
-        quiet_library_consoles()  # libraries first used by the last node (Ray Serve's)
+        quiet_library_consoles()  # libraries the last node imported set up their handlers
 
     @hook_impl
     def after_node_run(self, node: Any) -> None:

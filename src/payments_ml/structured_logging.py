@@ -27,6 +27,7 @@ __all__ = [
     "run_log_path",
     "current_context",
     "error_partition",
+    "drop_messages",
     "filter_library_deprecations",
     "log_context",
     "partition_label",
@@ -199,14 +200,18 @@ def filter_library_deprecations() -> None:
     warnings.filterwarnings("ignore", r"Using extra keyword arguments on `Field` is deprecated")
     # MLflow raises this one under its own "once" filter (warnings.catch_warnings), which
     # overrides the filters above: drop it where Kedro logs warnings (py.warnings).
-    captured = logging.getLogger("py.warnings")
-    if not any(isinstance(f, DropMessages) for f in captured.filters):
-        captured.addFilter(
-            DropMessages(
-                "Add type hints to the `predict` method",
-                "Using extra keyword arguments on `Field` is deprecated",  # a "once" filter too
-            )
-        )
+    drop_messages(
+        logging.getLogger("py.warnings"),
+        "Add type hints to the `predict` method",
+        "Using extra keyword arguments on `Field` is deprecated",  # a "once" filter too
+    )
+
+
+def drop_messages(target: logging.Filterer, *fragments: str) -> None:
+    """Drop, at ``target`` (a logger or a handler), the records whose message holds one of
+    ``fragments``; adding the same fragments again changes nothing."""
+    if not any(isinstance(f, DropMessages) and f.fragments == fragments for f in target.filters):
+        target.addFilter(DropMessages(*fragments))
 
 
 class DropMessages(logging.Filter):
