@@ -123,15 +123,23 @@ print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "
 
 
 def _prepare_airflow(home: Path, *spares: Path) -> dict:
-    """Build (or reuse) the venv, create the metadata database, copy it to each of
-    ``spares`` and load the DAG folder; returns the venv and the folder's DagBag."""
+    """Build (or reuse) the venv, create the metadata database (or copy the empty one an
+    earlier session migrated beside the venv), copy it to each of ``spares`` and load the
+    DAG folder; returns the venv and the folder's DagBag."""
     started = time.perf_counter()
     venv = airflow_venv()
     built = time.perf_counter() - started
     for folder in (home, *spares):
         folder.mkdir()
-    done = _airflow(venv, home, {}, "db", "migrate")
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    migrated = venv / "airflow-migrated.db"  # the schema only: no DAG, no run
+    if migrated.exists():
+        shutil.copy(migrated, home / "airflow.db")
+    else:
+        done = _airflow(venv, home, {}, "db", "migrate")
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        partial = migrated.with_suffix(f".{os.getpid()}")
+        shutil.copy(home / "airflow.db", partial)
+        partial.replace(migrated)  # atomic: another session copies all of it or none
     for spare in spares:
         shutil.copy(home / "airflow.db", spare / "airflow.db")
     bag = subprocess.run(
