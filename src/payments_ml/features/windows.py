@@ -50,6 +50,17 @@ def iso_day(day: int) -> str:
     return str(dt.date(1970, 1, 1) + dt.timedelta(days=int(day)))
 
 
+def iso_days(days: np.ndarray) -> np.ndarray:
+    """ISO dates of day numbers, as an object array of ``str`` (one conversion per
+    distinct day, not per row)."""
+    days = np.asarray(days, np.int64)
+    if not len(days):
+        return np.zeros(0, object)
+    first = int(days.min())
+    names = np.array([iso_day(d) for d in range(first, int(days.max()) + 1)], object)
+    return names[days - first]
+
+
 class _Keys:
     """Composite (entity, day) keys over a shared entity ranking and day base."""
 
@@ -294,15 +305,42 @@ def merchant_daily(tx: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
     ``k + label_delay_days + 1``; it counts when its label is available by then, so a
     snapshot never uses a label that was not yet known.
     """
-    merchant = tx["merchant_id"].to_numpy(np.int64)
     ns = to_ns(tx["event_timestamp"])
     day = day_of(ns)
     reported_by = (day + label_delay_days + 1) * NS_DAY
     fraud = tx["is_fraud"].to_numpy(bool) & (to_ns(tx["label_available_at"]) <= reported_by)
-    frame = pd.DataFrame(
-        {"merchant_id": merchant, "day": day, "tx_count": 1, "fraud_count": fraud.astype(np.int64)}
+    return sum_merchant_days(
+        tx["merchant_id"].to_numpy(np.int64), day, np.ones(len(day), np.int64), fraud
     )
-    return frame.groupby(["merchant_id", "day"], as_index=False, sort=True).sum()
+
+
+def sum_merchant_days(
+    merchant_id: np.ndarray, day: np.ndarray, tx_count: np.ndarray, fraud_count: np.ndarray
+) -> pd.DataFrame:
+    """``tx_count`` and ``fraud_count`` summed per (merchant, day), sorted by merchant then
+    day: the rows of :func:`merchant_daily`, or its partial rows from several customer
+    partitions added up. Hash codes and counting sorts: no pandas group-by."""
+    merchant_id, day = np.asarray(merchant_id, np.int64), np.asarray(day, np.int64)
+    columns = ("merchant_id", "day", "tx_count", "fraud_count")
+    if not len(day):
+        return pd.DataFrame({c: np.zeros(0, np.int64) for c in columns})
+    codes, merchants = pd.factorize(merchant_id, sort=True)
+    first, span = int(day.min()), int(day.max() - day.min()) + 1
+    key = codes.astype(np.int64) * span + (day - first)  # sorted keys: merchant, then day
+    if len(merchants) * span <= 4 * len(key) + 4096:  # dense enough to count per slot
+        slots = np.flatnonzero(np.bincount(key, minlength=len(merchants) * span))
+        group = np.searchsorted(slots, key)
+    else:
+        slots, group = np.unique(key, return_inverse=True)
+    sums = [np.bincount(group, np.asarray(v, float), len(slots)) for v in (tx_count, fraud_count)]
+    return pd.DataFrame(
+        {
+            "merchant_id": merchants[slots // span].astype(np.int64),
+            "day": slots % span + first,
+            "tx_count": sums[0].astype(np.int64),  # exact: counts stay far below 2**53
+            "fraud_count": sums[1].astype(np.int64),
+        }
+    )
 
 
 def merchant_snapshot(

@@ -147,6 +147,7 @@ def night_rows(
 
 
 _WINDOW_COLUMNS = ["customer_id", "event_timestamp", "amount"]  # what the customer windows read
+_MERCHANT_DAY_COLUMNS = ["merchant_id", "day", "tx_count", "fraud_count"]
 
 
 def _between(first_day: int, last_day: int) -> pc.Expression:
@@ -261,10 +262,9 @@ def aggregate_merchant_days(
     blocks = transactions_by_customer.to_arrow_refs()
     partial = ray.get([task.remote(block, delay, run_day) for block in blocks])
     # A merchant's day is spread over the customer partitions: add the partial counts up.
-    daily = pd.concat(partial, ignore_index=True).groupby(
-        ["merchant_id", "day"], as_index=False, sort=True
+    daily = fw.sum_merchant_days(
+        *(np.concatenate([p[c].to_numpy() for p in partial]) for c in _MERCHANT_DAY_COLUMNS)
     )
-    daily = daily[["tx_count", "fraud_count"]].sum()
     if run_day is not None:
         stored = _stored_merchant_days(stored_merchant_days)
         daily = pd.concat([stored[stored["day"] < run_day], daily], ignore_index=True)
@@ -292,7 +292,7 @@ def _stored_merchant_days(
             "features.run_date builds one night on top of the stored state, and there is "
             "none yet: run the full build first (`kedro run --pipelines features`)"
         )
-    table = files.to_table(columns=columns or ["merchant_id", "day", "tx_count", "fraud_count"])
+    table = files.to_table(columns=columns or _MERCHANT_DAY_COLUMNS)
     return table.to_pandas()
 
 
@@ -374,9 +374,7 @@ def with_run_date(
         first = pd.Series(day).groupby(rows[entity].to_numpy()).transform("min").to_numpy()
     else:
         first = rows[entity].map(first_day).to_numpy(np.int64)
-    run_day = np.where(day == first, day, day - 1)
-    dates = pd.to_datetime(run_day, unit="D").strftime("%Y-%m-%d")
-    return rows.assign(run_date=np.asarray(dates, dtype=object))
+    return rows.assign(run_date=fw.iso_days(np.where(day == first, day, day - 1)))
 
 
 def _from_night(rows: Any, column: str, run_day: int | None) -> Any:
@@ -418,8 +416,7 @@ def _training_rows(
 def _with_event_date(rows: pd.DataFrame) -> pd.DataFrame:
     """Training rows with the partition column of the model input (Hive): the UTC date of
     the transaction."""
-    ns = fw.to_ns(rows["event_timestamp"])
-    rows["event_date"] = pd.to_datetime(fw.day_of(ns), unit="D").strftime("%Y-%m-%d")
+    rows["event_date"] = fw.iso_days(fw.day_of(fw.to_ns(rows["event_timestamp"])))
     return rows
 
 
