@@ -117,8 +117,8 @@ def generate_raw(n_customers: int, out: Path) -> int:
 
 def run_ray(raw: Path, out: Path) -> tuple[Any, Any, pd.DataFrame]:
     params = {"label_delay_days": DELAY, "partitions": None}
-    transactions = RayParquetDataset(filepath=str(raw), partition_cols=["event_date"]).load()
-    by_customer = nodes.partition_by_customer(transactions, None, None, params)
+    files = ParquetFilesDataset(filepath=str(raw)).load()  # what the catalog's view opens
+    by_customer = nodes.partition_by_customer(None, files, None, params)
     merchant_days = nodes.aggregate_merchant_days(by_customer, None, NO_LABELS, params)
     merchant_snapshots = nodes.build_merchant_snapshots(merchant_days, params)
     training_set, customer_snapshots = nodes.build_customer_features(

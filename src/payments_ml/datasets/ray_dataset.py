@@ -131,10 +131,10 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
         self._drop_schema_beside_data()
 
     def _write(self, data: ray.data.Dataset, folder: str) -> None:
+        settle_cpu_view()  # a node's tasks may have just finished (see settle_cpu_view)
         if isinstance(data, MaterializedDataset) and not self._save_args:
             # Blocks already sit in the object store: one light task per block writes them,
             # without the streaming executor's fixed cost (seconds on small clusters).
-            settle_cpu_view()
             refs = data.to_arrow_refs()
             write = _write_block.options(name="write_parquet_block")
             tasks = [
@@ -270,8 +270,19 @@ def write_parquet_block(table: pa.Table, folder: str, partition_cols: list[str],
             partitioning_flavor="hive" if partition_cols else None,
             basename_template=f"{name}-{{i}}.parquet",
             existing_data_behavior="overwrite_or_ignore",
+            file_options=_write_options(table.schema),
         )
     return table.num_rows
+
+
+def _write_options(schema: pa.Schema) -> pa_ds.FileWriteOptions:
+    """Dictionary pages only for string columns: pyarrow's default tries one for every
+    column and gives up on each float and count column after a page, which was half the
+    time of writing a block of model input (2.6 M rows: 2.2 s, 1.1 s without)."""
+    strings = [
+        f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+    ]
+    return pa_ds.ParquetFileFormat().make_write_options(use_dictionary=strings)
 
 
 _write_block = ray.remote(write_parquet_block)

@@ -90,11 +90,12 @@ def customer_daily(tx: pd.DataFrame) -> pd.DataFrame:
     """Per customer and UTC day: count, amount sum, latest timestamp, last-hour timestamps.
 
     Args:
-        tx: Transactions with ``customer_id``, ``event_timestamp`` and ``amount``.
+        tx: Transactions with ``customer_id``, ``event_timestamp`` and ``amount`` (a
+            DataFrame, or any mapping of arrays).
     """
-    cust = tx["customer_id"].to_numpy(np.int64)
+    cust = np.asarray(tx["customer_id"], np.int64)
     ns = to_ns(tx["event_timestamp"])
-    amount = tx["amount"].to_numpy(float)
+    amount = np.asarray(tx["amount"], float)
     order = np.lexsort((ns, cust))
     cust, ns, amount = cust[order], ns[order], amount[order]
     day = day_of(ns)
@@ -118,6 +119,14 @@ def customer_daily(tx: pd.DataFrame) -> pd.DataFrame:
 def customer_snapshot(
     daily: pd.DataFrame, customer_id: np.ndarray, day: np.ndarray
 ) -> pd.DataFrame:
+    """The full-day part of every customer window as of midnight of ``day``, per query
+    (:func:`customer_snapshot_columns` as a DataFrame)."""
+    return pd.DataFrame(customer_snapshot_columns(daily, customer_id, day))
+
+
+def customer_snapshot_columns(
+    daily: pd.DataFrame, customer_id: np.ndarray, day: np.ndarray
+) -> dict[str, np.ndarray]:
     """The full-day part of every customer window as of midnight of ``day``, per query.
 
     Args:
@@ -156,10 +165,12 @@ def customer_snapshot(
     last = daily["last_tx_ns"].to_numpy(np.int64)[order]
     out["last_tx_ns"] = np.where(has_prev, last[np.maximum(prev, 0)], _NONE)
     yesterday = has_prev & (dkey[np.maximum(prev, 0)] == qkey - 1)
-    late = daily["late_tx_ns"].to_numpy(object)[order]
-    empty = np.zeros(0, np.int64)
-    out["late_tx_ns"] = [late[p] if y else empty for p, y in zip(prev, yesterday, strict=True)]
-    return pd.DataFrame(out)
+    # The lists by fancy indexing (one slot past the end holds the empty list): no loop.
+    late = np.empty(len(order) + 1, object)
+    late[:-1] = daily["late_tx_ns"].to_numpy(object)[order]
+    late[-1] = np.zeros(0, np.int64)
+    out["late_tx_ns"] = late[np.where(yesterday, prev, len(order))]
+    return out
 
 
 def complete_snapshot(rows: pd.DataFrame) -> pd.DataFrame:
@@ -284,12 +295,23 @@ def customer_window_columns(
     return out
 
 
+def flatten_lists(lists: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` lists of int64 (arrays, lists, or None) as their lengths and their values end
+    to end: what a list column is made of (C loops: ``len`` mapped, one concatenate)."""
+    lengths = np.fromiter(map(_length, lists), np.int64, n)
+    filled = [np.asarray(v, np.int64) for v, k in zip(lists, lengths, strict=True) if k]
+    return lengths, np.concatenate(filled) if filled else np.zeros(0, np.int64)
+
+
+def _length(values: Any) -> int:
+    return 0 if values is None else len(values)
+
+
 def _late_in_window(late: Any, event_ns: np.ndarray) -> np.ndarray:
     """Yesterday's last-hour transactions inside each request's [t - 1 h, t)."""
-    lengths = np.fromiter((len(v) for v in late), np.int64, len(event_ns))
-    if not lengths.sum():
+    lengths, values = flatten_lists(late, len(event_ns))
+    if not len(values):
         return np.zeros(len(event_ns), np.int64)
-    values = np.concatenate([np.asarray(v, np.int64) for v in late if len(v)])
     owner = np.repeat(np.arange(len(event_ns)), lengths)
     inside = (values >= event_ns[owner] - NS_HOUR) & (values < event_ns[owner])
     return np.bincount(owner[inside], minlength=len(event_ns))
@@ -308,10 +330,9 @@ def merchant_daily(tx: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
     ns = to_ns(tx["event_timestamp"])
     day = day_of(ns)
     reported_by = (day + label_delay_days + 1) * NS_DAY
-    fraud = tx["is_fraud"].to_numpy(bool) & (to_ns(tx["label_available_at"]) <= reported_by)
-    return sum_merchant_days(
-        tx["merchant_id"].to_numpy(np.int64), day, np.ones(len(day), np.int64), fraud
-    )
+    fraud = np.asarray(tx["is_fraud"], bool) & (to_ns(tx["label_available_at"]) <= reported_by)
+    merchant = np.asarray(tx["merchant_id"], np.int64)
+    return sum_merchant_days(merchant, day, np.ones(len(day), np.int64), fraud)
 
 
 def sum_merchant_days(
@@ -347,6 +368,13 @@ def merchant_snapshot(
     daily: pd.DataFrame, merchant_id: np.ndarray, day: np.ndarray, label_delay_days: int
 ) -> pd.DataFrame:
     """Merchant features as of midnight of ``day``: windows ``[day - d - w, day - d)``."""
+    return pd.DataFrame(merchant_snapshot_columns(daily, merchant_id, day, label_delay_days))
+
+
+def merchant_snapshot_columns(
+    daily: pd.DataFrame, merchant_id: np.ndarray, day: np.ndarray, label_delay_days: int
+) -> dict[str, np.ndarray]:
+    """:func:`merchant_snapshot` as a dict of arrays."""
     merchant_id, day = np.asarray(merchant_id, np.int64), np.asarray(day, np.int64)
     keys, dkey, order = _sorted_days(daily, "merchant_id", merchant_id, day)
     counts = np.r_[0, np.cumsum(daily["tx_count"].to_numpy()[order])]
@@ -361,7 +389,7 @@ def merchant_snapshot(
         count, fraud = counts[hi] - counts[lo], frauds[hi] - frauds[lo]
         out[f"merchant_tx_count_{w}d"] = count
         out[f"merchant_fraud_rate_{w}d"] = np.where(count > 0, fraud / np.maximum(count, 1), 0.0)
-    return pd.DataFrame(out)
+    return out
 
 
 # -- rows of the model input and of the Feast sources ---------------------------------------
@@ -390,23 +418,35 @@ def feature_rows(
         The model-input columns of docs/design.md ("Feature semantics"), one row per
         transaction (input order).
     """
-    cust = tx["customer_id"].to_numpy(np.int64)
-    ns = to_ns(tx["event_timestamp"])
+    features = feature_columns(tx, merchant_days, label_delay_days, from_day, daily)
+    if from_day is not None:
+        tx = tx[day_of(to_ns(tx["event_timestamp"])) >= from_day]
+    keys = tx[[*KEY_COLUMNS, *LABEL_COLUMNS]].reset_index(drop=True)
+    return pd.concat([keys, pd.DataFrame(features)], axis=1)
+
+
+def feature_columns(
+    tx: Mapping[str, Any],
+    merchant_days: pd.DataFrame,
+    label_delay_days: int,
+    from_day: int | None = None,
+    daily: pd.DataFrame | None = None,
+) -> dict[str, np.ndarray]:
+    """The feature columns of :func:`feature_rows` (no key or label column) as arrays;
+    ``tx`` is a DataFrame or any mapping of its columns (numpy arrays from Arrow: no
+    pandas on the batch path)."""
+    cust, merchant = (np.asarray(tx[c], np.int64) for c in ("customer_id", "merchant_id"))
+    ns, amount = to_ns(tx["event_timestamp"]), np.asarray(tx["amount"], float)
     day = day_of(ns)
     daily = customer_daily(tx) if daily is None else daily
     if from_day is not None:
-        tx = tx[day >= from_day]
-        cust, ns, day = cust[day >= from_day], ns[day >= from_day], day[day >= from_day]
-    snapshot = customer_snapshot(daily, cust, day)
-    customer = customer_window_features(cust, ns, snapshot, tx)
-    merchant = merchant_snapshot(
-        merchant_days, tx["merchant_id"].to_numpy(np.int64), day, label_delay_days
-    )
-    request = request_features(
-        tx["amount"].to_numpy(float), ns, customer["customer_amount_avg_30d"].to_numpy()
-    )
-    keys = tx[[*KEY_COLUMNS, *LABEL_COLUMNS]].reset_index(drop=True)
-    return pd.concat([keys, customer, merchant, request], axis=1)
+        keep = day >= from_day
+        cust, merchant, ns, amount, day = (a[keep] for a in (cust, merchant, ns, amount, day))
+    snapshot = customer_snapshot_columns(daily, cust, day)
+    customer = customer_window_columns(cust, ns, snapshot, (cust, ns, amount))
+    merchants = merchant_snapshot_columns(merchant_days, merchant, day, label_delay_days)
+    request = request_feature_columns(amount, ns, customer["customer_amount_avg_30d"])
+    return customer | merchants | request
 
 
 # Days after a customer's active day on which its snapshot changes: the day enters the

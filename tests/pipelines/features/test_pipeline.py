@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
@@ -18,16 +20,21 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 DELAY = 7
 
 
+def write_days(transactions: pd.DataFrame, folder: Path) -> Path:
+    """``transactions`` as the raw folder holds them: Parquet, one Hive folder per day."""
+    days = fw.iso_days(fw.day_of(fw.to_ns(transactions["event_timestamp"])))
+    transactions.assign(event_date=days).to_parquet(folder, partition_cols=["event_date"])
+    return folder
+
+
 @pytest.fixture(scope="module")
 def outputs(ray_session, generated_transactions, tmp_path_factory) -> dict[str, pd.DataFrame]:
     nothing = tmp_path_factory.mktemp("nothing_stored")  # a full build reads no stored state
+    raw = write_days(generated_transactions, tmp_path_factory.mktemp("raw"))
     catalog = DataCatalog(
         {
-            "raw_transactions": MemoryDataset(
-                ray_session.data.from_pandas(generated_transactions, override_num_blocks=6),
-                copy_mode="assign",
-            ),
-            "raw_transaction_files": ParquetFilesDataset(filepath=str(nothing / "raw")),
+            "raw_transactions": MemoryDataset(None),  # only orders the nodes after its writer
+            "raw_transaction_files": ParquetFilesDataset(filepath=str(raw)),
             "stored_merchant_days": ParquetFilesDataset(filepath=str(nothing / "days")),
             "params:features": MemoryDataset({"label_delay_days": DELAY, "partitions": 3}),
             "training_set@ray": MemoryDataset(copy_mode="assign"),
@@ -102,9 +109,9 @@ def test_a_negative_label_delay_is_refused(ray_session):
         ),
     ],
 )
-def test_a_bad_source_fails_naming_the_column(ray_session, generated_transactions, change, message):
+def test_a_bad_source_fails_naming_the_column(generated_transactions, tmp_path, change, message):
     from payments_ml.pipelines.features.nodes import partition_by_customer  # noqa: PLC0415
 
-    source = ray_session.data.from_pandas(change(generated_transactions.head(100)))
+    source = write_days(change(generated_transactions.head(100)), tmp_path / "raw")
     with pytest.raises(ValueError, match=message):
-        partition_by_customer(source, None, None, {"partitions": 2})
+        partition_by_customer(None, ParquetFilesDataset(filepath=str(source)).load(), None, {})
