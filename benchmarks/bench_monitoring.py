@@ -45,7 +45,7 @@ import ray
 from benchmarks.common import load_params, print_table, start_ray, timer
 from payments_ml.contracts import split_by_contract, to_arrow
 from payments_ml.data_gen import generator as g
-from payments_ml.datasets import RayParquetDataset
+from payments_ml.datasets import ParquetFilesDataset, RayParquetDataset
 from payments_ml.datasets.ray_dataset import write_parquet_block
 from payments_ml.monitoring import quality as qu
 from payments_ml.pipelines.monitoring import nodes
@@ -69,9 +69,10 @@ def generate(n_customers: int, root: Path) -> tuple[dict[str, Path], pd.DataFram
     folders = {"raw": root / "transactions", "quarantine": root / "transactions_quarantine"}
     schemas: dict[str, pa.Schema] = {}
     expected = []
+    as_of = pd.Timestamp(nightly_moment(start + dt.timedelta(days=int(params["n_days"]) - 1)))
     for i in range(int(params["n_days"])):
         valid, quarantine = split_by_contract(g.generate_day(world, start + dt.timedelta(days=i)))
-        expected.append(_expected_counts(valid, quarantine))
+        expected.append(_expected_counts(valid, quarantine, as_of))
         for name, frame in (("raw", valid), ("quarantine", quarantine)):
             table = to_arrow(frame)
             schemas.setdefault(name, table.schema)
@@ -83,8 +84,16 @@ def generate(n_customers: int, root: Path) -> tuple[dict[str, Path], pd.DataFram
     return folders, pd.concat(expected, ignore_index=True)
 
 
-def _expected_counts(valid: pd.DataFrame, quarantine: pd.DataFrame) -> pd.DataFrame:
-    """Per day, counted directly on the generated rows (not with the monitoring code)."""
+def nightly_moment(last: dt.date) -> str:
+    """The run after the last day (06:00 UTC the next day): what the day table is as of."""
+    return f"{last + dt.timedelta(days=1)}T06:00:00Z"
+
+
+def _expected_counts(
+    valid: pd.DataFrame, quarantine: pd.DataFrame, as_of: pd.Timestamp
+) -> pd.DataFrame:
+    """Per day, counted directly on the generated rows (not with the monitoring code); a
+    fraud counts once its label is available by ``as_of``."""
     arrived = pd.concat([valid, quarantine], ignore_index=True)
     by_day = arrived.groupby("event_date")
     counts = pd.DataFrame(
@@ -95,7 +104,9 @@ def _expected_counts(valid: pd.DataFrame, quarantine: pd.DataFrame) -> pd.DataFr
             .duplicated()
             .groupby(arrived["event_date"])
             .sum(),
-            "frauds": valid.groupby("event_date")["is_fraud"].sum(),
+            "frauds": (valid["is_fraud"] & (valid["label_available_at"] <= as_of))
+            .groupby(valid["event_date"])
+            .sum(),
             "valid": valid.groupby("event_date").size(),
         }
     ).fillna(0)
@@ -105,12 +116,18 @@ def _expected_counts(valid: pd.DataFrame, quarantine: pd.DataFrame) -> pd.DataFr
 
 
 def run_ray(folders: dict[str, Path], params: dict[str, Any]) -> pd.DataFrame:
-    """The node with its two catalog loads, as `kedro run` runs it (first run: no state)."""
+    """The node with its four catalog loads, as `kedro run` runs it (first run: no state)."""
     raw = RayParquetDataset(filepath=str(folders["raw"]), partition_cols=["event_date"])
     quarantine = RayParquetDataset(
         filepath=str(folders["quarantine"]), partition_cols=["event_date"]
     )
-    daily, _ = nodes.measure_data_quality(raw.load(), quarantine.load(), {}, pd.DataFrame(), params)
+    files = {
+        name: ParquetFilesDataset(filepath=str(folders[folder])).load()
+        for name, folder in (("raw_files", "raw"), ("quarantine_files", "quarantine"))
+    }
+    daily, _ = nodes.measure_data_quality(
+        raw.load(), quarantine.load(), {}, pd.DataFrame(), params, **files
+    )
     return daily
 
 
@@ -182,7 +199,7 @@ def main(quick: bool = False) -> None:
                 )
                 last = dt.date.fromisoformat(expected["event_date"].max())
                 # The nightly run after the last day: the day table is the same on both sides.
-                as_of = f"{last + dt.timedelta(days=1)}T06:00:00Z"
+                as_of = nightly_moment(last)
                 params = load_params("monitoring") | {"as_of": as_of}
                 single = _timed_runs(run_single_process, folders, params)
                 if startup is None:  # after the baseline: no idle Ray processes beside it

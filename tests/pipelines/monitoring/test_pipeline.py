@@ -44,6 +44,10 @@ def run_monitoring(
                 ray_session.data.from_pandas(quarantine.drop(columns=syn.REASON)),
                 copy_mode="assign",
             ),
+            # No file views: the node reduces the Ray Datasets' blocks (the CLI tests read
+            # the folders' files in tasks, as `kedro run` does).
+            "raw_transaction_files": MemoryDataset(None),
+            "quarantine_transaction_files": MemoryDataset(None),
             "monitoring_state": state,
             "transaction_labels": MemoryDataset(pd.DataFrame()),  # no labels feed
             "monitoring_state_updated": state,

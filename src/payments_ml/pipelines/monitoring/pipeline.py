@@ -11,13 +11,15 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=nodes.measure_data_quality,
-                inputs=[
-                    "raw_transactions",
-                    "transactions_quarantine",
-                    "monitoring_state",
-                    "transaction_labels",
-                    "params:monitoring",
-                ],
+                inputs={
+                    "raw_transactions": "raw_transactions",  # orders the node after writers
+                    "transactions_quarantine": "transactions_quarantine",
+                    "monitoring_state": "monitoring_state",
+                    "transaction_labels": "transaction_labels",
+                    "params": "params:monitoring",
+                    "raw_files": "raw_transaction_files",  # what is read, in tasks
+                    "quarantine_files": "quarantine_transaction_files",
+                },
                 outputs=["data_quality", "monitoring_state_updated"],
                 name="measure_data_quality_node",
             ),
