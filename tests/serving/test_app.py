@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from payments_ml.monitoring.alerts import append_alerts
+from payments_ml.serving.review import token_digest
 from payments_ml.serving.schemas import MAX_BATCH
 from tests.conftest import free_port
 from tests.serving import pages
@@ -24,6 +25,7 @@ from tests.serving.pages import browser  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 PREFIX = "/scorer"  # as behind an ingress shared with other apps
+ANALYST_TOKEN = "ana-test-token"  # noqa: S105 (a test analyst's)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,7 @@ def endpoint(  # noqa: PLR0917 (fixtures)
     alerts = logged.parent / "alerts.jsonl"
     append_alerts(alerts, [_alert("run-1", "critical", "row_count")])  # an older run
     append_alerts(alerts, [_alert("run-2", "info", "psi"), _alert("run-2", "warning", "null_rate")])
+    labels = logged.parent / "labels"
     serve.run(
         FraudScorer.bind(
             lambda: model,
@@ -71,6 +74,8 @@ def endpoint(  # noqa: PLR0917 (fixtures)
             ray_metrics=False,
             score_log={"path": str(logged), "flush_seconds": 0.3},
             alerts_path=str(alerts),
+            settings={"review": {"analysts": {"ana": token_digest(ANALYST_TOKEN)}}},
+            labels_path=str(labels),
         ),
         name="scorer-test",
         route_prefix=PREFIX,
@@ -82,6 +87,7 @@ def endpoint(  # noqa: PLR0917 (fixtures)
         "origin": origin,
         "rows": rows.sort_values("event_timestamp").reset_index(drop=True),
         "logged": logged,
+        "labels": labels,
     }
     stop_serve()
 
@@ -332,3 +338,12 @@ def test_the_served_schema_tells_the_truth(endpoint):
 
 def test_without_the_doc_files_the_pages_say_what_to_install(monkeypatch):
     pages.check_docs_without_their_files(monkeypatch)
+
+
+def test_review_queue_in_headless_chromium_blocks_a_confirmed_card(endpoint, browser, tmp_path):  # noqa: F811
+    """The analyst's loop while a replay runs: the queue, a verdict given in the page (the
+    labels feed holds it), the card's next transaction declined with card_blocked, the
+    review precision on the dashboard; anonymous writes refused."""
+    from tests.serving import review_page  # noqa: PLC0415
+
+    review_page.check_review_loop(endpoint, browser, tmp_path, ANALYST_TOKEN)

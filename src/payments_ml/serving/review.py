@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import math
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 _PAGE = Path(__file__).with_name("review.html").read_text(encoding="utf-8")
 _LIST = ["transaction_id", "event_timestamp", "card_id", "merchant_id", "amount"]
 _LIST += ["fraud_probability", "decision"]
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _OUTCOME = ["transaction_id", "card_id", "customer_id", "fraud_probability", "decision"]
 _OUTCOME += ["scored_at"]
 
@@ -132,6 +134,8 @@ class ReviewDesk:
 
     def queue(self, day: str | None, status: str, page: int, size: int) -> dict[str, Any]:
         """One page of the queue of ``day`` (default: the latest), cards of ``status``."""
+        if day is not None and not _DAY.fullmatch(day):
+            raise ValueError(f"day must be YYYY-MM-DD, got {day!r}")
         days = self.days()
         day = day or (days[0] if days else None)
         rows = self.day_rows(day) if day else pd.DataFrame()
@@ -355,13 +359,16 @@ def add_review_routes(api: FastAPI, desk: ReviewDesk) -> None:
         analyst = authenticate(request.headers.get("authorization"), desk.analysts)
         return {"analyst": analyst, "entries": desk.state().audit(min(max(limit, 1), 1000))}
 
-    api.add_api_route("/review", page, response_class=HTMLResponse, include_in_schema=False)
-    api.add_api_route("/review/queue", queue)
-    api.add_api_route("/review/outcome", lambda: {"days": desk.outcome()})
-    api.add_api_route("/review/verdicts", verdicts, methods=["POST"])
-    api.add_api_route("/review/cards/{card_id}/block", block, methods=["POST"])
-    api.add_api_route("/review/cards/{card_id}/unblock", unblock, methods=["POST"])
-    api.add_api_route("/review/audit", audit)
+    # Out of the OpenAPI schema, as /dashboard: the scorer's schema is its scoring
+    # contract; these routes are in docs/design.md ("Review loop").
+    hidden: dict[str, Any] = {"include_in_schema": False}
+    api.add_api_route("/review", page, response_class=HTMLResponse, **hidden)
+    api.add_api_route("/review/queue", queue, **hidden)
+    api.add_api_route("/review/outcome", lambda: {"days": desk.outcome()}, **hidden)
+    api.add_api_route("/review/verdicts", verdicts, methods=["POST"], **hidden)
+    api.add_api_route("/review/cards/{card_id}/block", block, methods=["POST"], **hidden)
+    api.add_api_route("/review/cards/{card_id}/unblock", unblock, methods=["POST"], **hidden)
+    api.add_api_route("/review/audit", audit, **hidden)
 
 
 def main(argv: list[str] | None = None) -> int:
