@@ -173,6 +173,7 @@ class Monitoring(_Section):
     quality: dict[str, Any]
     drift: Drift
     rules: dict[str, Any]
+    review_days: int = Field(default=7, ge=1)
 
 
 class QuarantineShares(_Section):

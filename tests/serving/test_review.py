@@ -108,6 +108,7 @@ def test_queue_lists_reviewed_cards_most_suspicious_first_with_reasons(desk):
     second = desk.queue(DAY, "pending", page=2, size=2)["cards"]
     (card,) = second
     assert card["card_id"] == 11 and card["max_probability"] == pytest.approx(0.55)
+    assert card["verdict_at"] is None and card["first_flagged_at"] == f"{DAY}T10:00:00+00:00"
     assert [t["transaction_id"] for t in card["transactions"]] == ["t1", "t5"]  # not t3
     assert set(card["transactions"][0]["features"]) == set(FEATURES)
     assert all(r["contribution"] > 0 for t in card["transactions"] for r in t["reasons"])

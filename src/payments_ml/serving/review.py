@@ -316,9 +316,12 @@ def _decide(
 
 
 def _plain(value: Any) -> Any:
-    """A log value as JSON: numbers as Python numbers (NaN: null), times in ISO 8601."""
+    """A log value as JSON: numbers as Python numbers, times in ISO 8601, null for a
+    missing one (NaN, NaT)."""
+    if value is None or (isinstance(value, float | np.floating | type(pd.NaT)) and pd.isna(value)):
+        return None
     if isinstance(value, pd.Timestamp | datetime):
-        return None if pd.isna(value) else value.isoformat()
+        return value.isoformat()
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):

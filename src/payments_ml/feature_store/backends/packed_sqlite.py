@@ -262,12 +262,13 @@ class SqliteReviewState:
     """
 
     def __init__(self, path: Path, timeout_s: float) -> None:
-        if not path.exists():
-            connect(path, create=True).close()
-        conn = connect(path)
-        for statement in _REVIEW_TABLES:
-            conn.execute(statement)
-        conn.close()
+        try:
+            conn = connect(path, create=not path.exists(), timeout_s=timeout_s)
+            for statement in _REVIEW_TABLES:
+                conn.execute(statement)
+            conn.close()
+        except sqlite3.Error as error:
+            raise StoreUnavailable(_explain(path, error, timeout_s)) from error
         self.files = SqliteFiles({REVIEW_FILE: path}, timeout_s, outbox=None)
 
     def get(self, keys: list[str]) -> dict[str, dict[str, Any]]:
