@@ -130,6 +130,7 @@ def project_settings(project_path: str | Path, env: str = "base") -> dict[str, A
         "feast": feast_settings(parameters["feast"], root),
         "score_log": serving.get("score_log"),
         "alerts_path": absolute_path(serving.get("alerts_path"), root),
+        "labels_path": absolute_path(serving.get("labels_path"), root),
         "settings": serving,
         "datasets": {
             name.split("@")[0]: absolute_path(path, root)

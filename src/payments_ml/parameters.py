@@ -14,6 +14,7 @@ outside Kedro.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, Literal
 
 import click
@@ -113,6 +114,24 @@ class Training(_Section):
     registry: dict[str, Any]
 
 
+class Review(_Section):
+    """The review loop (docs/design.md, "Review loop"): who may write, what the queue shows."""
+
+    analysts: dict[str, str] = Field(default_factory=dict)
+    history: int = Count
+
+    @field_validator("analysts")
+    @classmethod
+    def _digests(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, digest in value.items():
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", str(digest)):
+                raise ValueError(
+                    f"{name}: must be the SHA-256 (64 hex digits) of their token, not the "
+                    "token (python -m payments_ml.serving.review digest)"
+                )
+        return value
+
+
 class Serving(_Section):
     app_name: str
     host: str
@@ -129,6 +148,8 @@ class Serving(_Section):
     event_time: dict[str, Any]
     score_log: dict[str, Any]
     alerts_path: str | None = None
+    labels_path: str | None = None
+    review: Review | None = None
 
     @field_validator("num_replicas")
     @classmethod
@@ -152,6 +173,7 @@ class Monitoring(_Section):
     quality: dict[str, Any]
     drift: Drift
     rules: dict[str, Any]
+    review_days: int = Field(default=7, ge=1)
 
 
 class QuarantineShares(_Section):

@@ -85,6 +85,25 @@ def test_replacing_a_day_with_no_rows_empties_that_partition(ray_session, path):
     assert list(_load(full)["x"]) == [0, 1, 2]
 
 
+def test_other_writers_files_survive_a_partition_replace_and_a_full_save(ray_session, path):
+    """The labels feed: a night's data_gen or ingest replaces its report day, the
+    analysts' verdict files of that day stay (``keep_files``)."""
+    kept = {"keep_files": "analyst-*.parquet", "partition_cols": ["event_date"]}
+    RayParquetDataset(filepath=path, **kept).save(
+        ray_session.data.from_pandas(_frame({"2025-01-01": range(3), "2025-01-02": range(3, 6)}))
+    )
+    verdict = pa.table({"x": [99]})
+    pq.write_table(verdict, f"{path}/event_date=2025-01-02/analyst-1.parquet")
+    night = RayParquetDataset(filepath=path, replace_partitions="2025-01-02", **kept)
+    night.save(ray_session.data.from_pandas(_frame({"2025-01-02": range(40, 42)})))
+    assert list(_load(night)["x"]) == [0, 1, 2, 40, 41, 99]
+    RayParquetDataset(filepath=path, **kept).save(
+        ray_session.data.from_pandas(_frame({"2025-01-03": range(7, 8)}))
+    )
+    assert _partitions(path) == ["event_date=2025-01-02", "event_date=2025-01-03"]
+    assert os.listdir(f"{path}/event_date=2025-01-02") == ["analyst-1.parquet"]
+
+
 def test_rows_outside_the_replaced_partitions_are_refused(ray_session, path):
     full = RayParquetDataset(filepath=path, partition_cols=["event_date"])
     full.save(ray_session.data.from_pandas(_frame({"2025-01-01": range(3)})))

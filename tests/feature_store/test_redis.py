@@ -62,3 +62,26 @@ def test_customer_today_appends_are_atomic_on_redis(redis_repo):
     from tests.feature_store.test_today import assert_appends_are_exact  # noqa: PLC0415
 
     assert_appends_are_exact(redis_repo["store"], fs.open_store(redis_repo["config"]))
+
+
+def test_review_state_changes_with_its_audit_and_survives_a_new_connection(redis_repo):
+    """Cluster blocks and verdicts: one atomic change with its audit entries, read back by
+    another backend (another replica, or the same one restarted)."""
+    import uuid  # noqa: PLC0415
+
+    from payments_ml.feature_store.backends import open_backend  # noqa: PLC0415
+
+    key, other = f"card:{uuid.uuid4().int % 10**9}", "card:-1"  # the server is the module's
+    state = open_backend(redis_repo["store"], 1.0).review()
+
+    def block(current):
+        assert current == {}
+        after = {"blocked": True, "analyst": "ana"}
+        return {key: after}, [{"action": "block", "key": key, "after": after}]
+
+    after_block = {"blocked": True, "analyst": "ana"}
+    assert state.update([key], block)[0] == {key: after_block}
+    again = open_backend(redis_repo["store"], 1.0).review()
+    assert again.get([key, other]) == {key: {"blocked": True, "analyst": "ana"}}
+    assert again.update([key], lambda current: ({}, []))[0] == {}
+    assert again.audit(1) == [{"action": "block", "key": key, "after": after_block}]

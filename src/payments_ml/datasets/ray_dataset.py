@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
+from fnmatch import fnmatch
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -36,7 +37,9 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
     leaves a half-written dataset. With ``replace_partitions`` only the named partitions
     of the first partition column are replaced (the daily re-run of one day); with
     ``replace_from`` that partition and every later one (a night and the nights after it,
-    recomputed together); the rest of the dataset is left untouched.
+    recomputed together); the rest of the dataset is left untouched. Files whose names
+    match ``keep_files`` belong to another writer (the analysts' verdicts in the labels
+    feed): a save replaces everything around them and keeps them where they are.
 
     Example catalog entry::
 
@@ -58,6 +61,7 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
         save_args: dict[str, Any] | None = None,
         fs_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
+        keep_files: str | None = None,
     ) -> None:
         """Create the dataset.
 
@@ -72,8 +76,11 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
             save_args: Extra arguments of ``ray.data.Dataset.write_parquet``.
             fs_args: Arguments of the fsspec filesystem.
             metadata: Free-form metadata (Kedro-Viz shows it).
+            keep_files: A glob of file names (``analyst-*.parquet``) that a save never
+                deletes: copied into the replacement at the same place.
         """
         protocol, path = get_protocol_and_path(filepath)
+        self._keep = keep_files
         self._fs = fsspec.filesystem(protocol, **(fs_args or {}))
         self._protocol = protocol
         self._path = self._fs._strip_protocol(path) if protocol != "file" else absolute_path(path)
@@ -175,7 +182,20 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
         if self._fs.exists(schema_path) and self._data_files():
             self._fs.rm(schema_path)
 
+    def _keep_in(self, folder: str, staging: str) -> bool:
+        """Copy the files of ``folder`` (under this dataset's path) matching ``keep_files``
+        to the same place under ``staging``; True when there were any."""
+        if not self._keep or not self._fs.exists(folder):
+            return False
+        kept = [f for f in self._fs.find(folder) if fnmatch(PurePosixPath(f).name, self._keep)]
+        for source in kept:
+            target = f"{staging}/{PurePosixPath(source).relative_to(self._path)}"
+            self._fs.makedirs(str(PurePosixPath(target).parent), exist_ok=True)
+            self._fs.copy(source, target)
+        return bool(kept)
+
     def _swap_all(self, staging: str) -> None:
+        self._keep_in(self._path, staging)
         if self._fs.exists(self._path):
             self._fs.rm(self._path, recursive=True)
         self._fs.mv(staging, self._path, recursive=True)
@@ -200,6 +220,8 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
         self._fs.makedirs(self._path, exist_ok=True)
         for name in sorted(wanted):
             target = f"{self._path}/{name}"
+            if self._keep_in(target, staging):
+                written.add(name)
             if self._fs.exists(target):
                 self._fs.rm(target, recursive=True)
             if name in written:
@@ -234,6 +256,7 @@ class RayParquetDataset(AbstractDataset[ray.data.Dataset, ray.data.Dataset]):
             "replace_from": self._replace_from,
             "load_args": self._load_args,
             "save_args": self._save_args,
+            "keep_files": self._keep,
         }
 
 

@@ -1,5 +1,7 @@
 """The labels feed: reports of (``transaction_id``, ``is_fraud``, ``reported_at``,
-``source``) that arrive from other systems (chargebacks, analysts) after the transaction.
+``source``) that arrive from other systems (chargebacks, analysts) after the transaction;
+analysts' reports also carry ``analyst`` and ``note`` (`ANALYST_SCHEMA`, written by
+`append_reports`).
 
 The rule (docs/design.md, "Labels"):
 
@@ -18,10 +20,16 @@ The rule (docs/design.md, "Labels"):
 
 from __future__ import annotations
 
+import os
+import uuid
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 FEED_SCHEMA = pa.schema(
     [
@@ -32,6 +40,12 @@ FEED_SCHEMA = pa.schema(
     ]
 )
 FEED_COLUMNS = FEED_SCHEMA.names
+# The nullable columns of a person's report (docs/design.md, "Labels"); files written by
+# data_gen and ingest may lack them, and a reader of the four above never needs them.
+ANALYST_SCHEMA = FEED_SCHEMA.append(pa.field("analyst", pa.string())).append(
+    pa.field("note", pa.string())
+)
+SOURCES = ("generator", "ingest", "chargeback", "analyst")
 PARTITION = "report_date"  # the feed's Hive partition: the UTC day of reported_at
 # One row per labelled transaction: its label, when it became known, and what the
 # merchant windows need of the transaction.
@@ -188,3 +202,55 @@ def relabel_table(block: pa.Table, labels: pa.Table | None) -> pa.Table:
     return block.set_column(
         block.schema.get_field_index("label_available_at"), "label_available_at", at
     )
+
+
+def append_reports(root: str, reports: pd.DataFrame, prefix: str = "analyst") -> list[str]:
+    """Add reports to the feed durably, before anyone is told they are recorded: one new
+    file per report day (``report_date=D/<prefix>-<unique>.parquet``), written under a
+    hidden name, flushed to disk and renamed, so a reader sees a whole file or none.
+
+    Args:
+        root: The feed's folder (local path or a URI pyarrow understands).
+        reports: Rows of :data:`ANALYST_SCHEMA` (``analyst``, ``note`` may be missing).
+
+    Returns:
+        The files written.
+    """
+    frame = reports.assign(reported_at=pd.to_datetime(reports["reported_at"], utc=True))
+    for column in ANALYST_SCHEMA.names[len(FEED_COLUMNS) :]:
+        if column not in frame:
+            frame[column] = None
+    frame = with_report_date(frame)
+    fs, base = pafs.FileSystem.from_uri(root if "://" in root else Path(root).resolve().as_uri())
+    written = []
+    for day, rows in frame.groupby(PARTITION, sort=True):
+        table = pa.Table.from_pandas(
+            rows[ANALYST_SCHEMA.names], schema=ANALYST_SCHEMA, preserve_index=False
+        )
+        folder = f"{base}/{PARTITION}={day}"
+        name = f"{prefix}-{pd.Timestamp.now(tz='UTC').value}-{uuid.uuid4().hex[:8]}.parquet"
+        _write_whole(fs, table, folder, name)
+        written.append(f"{folder}/{name}")
+    return written
+
+
+def _write_whole(fs: pafs.FileSystem, table: pa.Table, folder: str, name: str) -> None:
+    """``table`` as ``folder/name``: hidden while written, on disk before the rename (a
+    local disk: fsync of the file and the folder; object stores put whole objects)."""
+    fs.create_dir(folder, recursive=True)
+    hidden = f"{folder}/.{name}.tmp"
+    if isinstance(fs, pafs.LocalFileSystem):
+        with open(hidden, "wb") as out:
+            pq.write_table(table, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(hidden, f"{folder}/{name}")
+        directory = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return
+    with fs.open_output_stream(hidden) as out:
+        pq.write_table(table, out)
+    fs.move(hidden, f"{folder}/{name}")

@@ -20,6 +20,7 @@ Failure policy, per request:
 
 # No `from __future__ import annotations` here: FastAPI reads the routes' annotations
 # at run time, in the replica, where postponed (string) annotations do not resolve.
+import asyncio
 import gc
 import logging
 import math
@@ -42,6 +43,7 @@ from payments_ml.serving.docs_pages import add_docs_pages
 from payments_ml.serving.live import LiveStats
 from payments_ml.serving.metrics import ScorerMetrics
 from payments_ml.serving.model_watch import ModelSource, ModelWatch, fixed_status
+from payments_ml.serving.review import add_review_routes
 from payments_ml.serving.schemas import (
     ERROR_RESPONSES,
     INT64_MAX,
@@ -411,9 +413,11 @@ class FraudScorer:
         alerts_path: str | None = None,
         settings: dict[str, Any] | None = None,
         model_source: ModelSource | None = None,
+        labels_path: str | None = None,
     ) -> None:
         """``model_loader`` gives the model to start with; ``model_source`` (the loader of
-        an aliased model, see `build_app`) is watched for a new version, None: never."""
+        an aliased model, see `build_app`) is watched for a new version, None: never;
+        ``labels_path``: the labels feed analysts' verdicts go to (None: no verdicts)."""
         from payments_ml.feature_store.backends import open_backend  # noqa: PLC0415
         from payments_ml.feature_store.store import open_store  # noqa: PLC0415
         from payments_ml.serving.score_log import ScoreLog  # noqa: PLC0415
@@ -436,8 +440,9 @@ class FraudScorer:
         self.online_store = feast_config["online_store"]["type"]
         self.alerts_path = alerts_path
         self.score_log = None
+        path = (score_log or {}).get("path") or feast_config["sources"]["scored_transactions"]
+        self.review = self._review_desk(backend, path, labels_path, settings)
         if logging_on:
-            path = score_log.get("path") or feast_config["sources"]["scored_transactions"]
             self.score_log = ScoreLog(
                 _lazily(lambda: backend().outbox()),
                 path,
@@ -455,6 +460,22 @@ class FraudScorer:
             model.version,
             self.model_status()["source"],
             self.score_log.path if self.score_log else "nowhere (score_log disabled)",
+        )
+
+    def _review_desk(
+        self, backend: Callable, score_log: str, labels: str | None, settings: dict | None
+    ) -> Any:
+        """The review loop over this replica's store, log and model ("Review loop")."""
+        from payments_ml.serving.review import ReviewDesk  # noqa: PLC0415
+
+        review = (settings or {}).get("review") or {}
+        return ReviewDesk(
+            _lazily(lambda: backend().review()),
+            score_log=score_log,
+            labels=labels,
+            model=lambda: self.scorer.model,
+            analysts=review.get("analysts") or {},
+            history=int(review.get("history", 10)),
         )
 
     @property
@@ -632,7 +653,16 @@ class FraudScorer:
                 "written": self.score_log.written if self.score_log else 0,
                 "failures": self.score_log.failures if self.score_log else 0,
             },
+            "review": await asyncio.to_thread(self._review_outcome),  # file reads: off the loop
         }
+
+    def _review_outcome(self) -> list[dict[str, Any]]:
+        """The review loop's latest days (precision of review, queue, time to verdict)."""
+        try:
+            return self.review.outcome(days=3)
+        except Exception as error:  # the dashboard shows the rest
+            logger.warning("Could not compute the review outcome: %s", error)
+            return []
 
     def _active_alerts(self) -> list[dict[str, Any]]:
         if not self.alerts_path:
@@ -673,6 +703,7 @@ def build_api(replica: FraudScorer) -> FastAPI:
         "/dashboard", replica.dashboard, response_class=HTMLResponse, include_in_schema=False
     )
     api.add_api_route("/dashboard/data", replica.dashboard_data)
+    add_review_routes(api, replica.review)
     api.add_api_route(
         "/metrics",
         replica.metrics_text,
@@ -715,6 +746,7 @@ def build_app(args: dict[str, Any]) -> Any:
         alerts_path=args.get("alerts_path"),
         settings=args.get("settings"),
         model_source=model_source(loader),
+        labels_path=args.get("labels_path"),
     )
 
 

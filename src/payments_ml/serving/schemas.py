@@ -118,11 +118,12 @@ class BatchRequest(BaseModel):
 
 
 class Reason(BaseModel):
-    """A feature that pushed the score up, with its value and contribution (log-odds)."""
+    """A feature that pushed the score up, with its value and contribution (log-odds); or
+    the rule that decided (``card_blocked``: value 1, no contribution)."""
 
     feature: str
     value: float | None
-    contribution: float
+    contribution: float | None
 
 
 class Score(BaseModel):

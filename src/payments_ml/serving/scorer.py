@@ -2,7 +2,9 @@
 
 `Scorer.score` is what a Serve replica runs for a batch of requests, in one straight
 line: read the online store once, build the features with the window code training
-used, run the model, record the new transactions (``customer_today`` and the
+used, run the model, apply the one rule (a card an analyst confirmed as fraud is
+blocked: its transactions are declined with the reason ``card_blocked``, whatever the
+model says), record the new transactions (``customer_today`` and the
 scored-transaction outbox, one atomic write), and return a `Scored` value that the
 caller turns into answers, metrics and the dashboard. Tests and the replay check use it
 directly.
@@ -23,6 +25,7 @@ from payments_ml.feature_store.backends import Backend, StoreUnavailable, open_b
 from payments_ml.features.online import request_columns
 from payments_ml.features.today import entries_by_customer, today_columns, transaction_keys
 from payments_ml.features.windows import to_ns
+from payments_ml.labels.review import CARD_BLOCKED, blocked_mask, card_key
 from payments_ml.serving.score_log import encode_record
 from payments_ml.training.model import FraudModel
 
@@ -85,6 +88,7 @@ class Scorer:
             with ``log``, to the scored-transaction outbox); False scores read-only.
         log: Write the log record of each new transaction with its append.
         timeout_s: The longest one online-store call may take.
+        rules: Apply the card blocks of the review loop (docs/design.md, "Review loop").
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class Scorer:
         record: bool = True,
         log: bool = False,
         timeout_s: float = 0.5,
+        rules: bool = True,
     ) -> None:
         self.model = model
         self.store = store
@@ -103,6 +108,7 @@ class Scorer:
         self.record = record
         self.log = log
         self.timeout_s = timeout_s
+        self.rules = rules
         self.snapshot_ahead = 0  # requests scored against a snapshot from their future
         self._backend: Backend | None = None
 
@@ -141,6 +147,9 @@ class Scorer:
         decisions = [str(d) for d in model.decide(probability)]
         reasons = model.explain(matrix, self.top_reasons)
         model_seconds = time.perf_counter() - start
+        read_start = time.perf_counter()
+        decisions, reasons = self._apply_blocks(batch, decisions, reasons)
+        read_seconds += time.perf_counter() - read_start
         used = np.column_stack([features[n] for n in features]).astype(float)
 
         start = time.perf_counter()
@@ -157,6 +166,25 @@ class Scorer:
             store_seconds=read_seconds + time.perf_counter() - start,
             model_seconds=model_seconds,
         )
+
+    def _apply_blocks(
+        self, batch: dict[str, np.ndarray], decisions: list[str], reasons: list[list[dict]]
+    ) -> tuple[list[str], list[list[dict]]]:
+        """The rule over the model: a blocked card's transactions are declined, with
+        ``card_blocked`` as their first reason; the model's probability and reasons stay
+        (the log and monitoring see what the model said). Read per batch from the online
+        store, so a block reaches every replica at its next batch."""
+        if not self.rules or "card_id" not in batch:
+            return decisions, reasons
+        cards = np.unique(batch["card_id"])
+        blocks = self.backend.review().get([card_key(c) for c in cards.tolist()])
+        blocked = blocked_mask(batch["card_id"], blocks)
+        if not blocked.any():
+            return decisions, reasons
+        rule = {"feature": CARD_BLOCKED, "value": 1.0, "contribution": None}
+        decisions = ["decline" if b else d for d, b in zip(decisions, blocked, strict=True)]
+        reasons = [[rule, *r] if b else r for r, b in zip(reasons, blocked, strict=True)]
+        return decisions, reasons
 
     def _record(
         self,

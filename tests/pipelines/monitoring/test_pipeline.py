@@ -61,11 +61,15 @@ def run_monitoring(
             "drift_report": JSONDataset(filepath=str(folder / "drift.json")),
             "monitoring_metrics": MemoryDataset(),
             "alerts": AlertLogDataset(filepath=str(folder / "alerts.jsonl")),
+            "label_reports": ParquetLogDataset(filepath=str(folder / "labels")),
+            "params:monitoring.review_days": MemoryDataset(7),
+            "review_outcome": JSONDataset(filepath=str(folder / "review_outcome.json")),
         }
     )
     SequentialRunner().run(create_pipeline(), catalog)
     outputs = {name: catalog.load(name) for name in ("data_quality", "drift_report")}
     outputs["monitoring_metrics"] = catalog.load("monitoring_metrics")
+    outputs["review_outcome"] = catalog.load("review_outcome")
     outputs["alerts"] = al.read_alerts(folder / "alerts.jsonl", latest_run=True)
     return outputs
 

@@ -7,6 +7,8 @@ each append writes the log record of its new transactions in the same transactio
 transaction the scorer answered is in the log exactly once, whatever crashes (the
 ``ScoreLog`` thread moves outbox records to Parquet). Every call is bounded by
 ``timeout_s``; a store that is missing, locked or unreachable raises `StoreUnavailable`.
+Beside the views, a backend keeps the review loop's state (`ReviewState`: card blocks,
+analysts' verdicts, the audit log) in the same store, so it survives restarts.
 
 `open_backend` picks the backend from the store's configuration: ``packed_sqlite``
 (the embedded default), ``redis`` (the cluster environment), or any other Feast online
@@ -76,6 +78,25 @@ class Backend(Protocol):
     def check(self) -> None: ...
 
     def outbox(self) -> Outbox: ...
+
+    def review(self) -> ReviewState: ...
+
+
+class ReviewState(Protocol):
+    """The review loop's state kept in the online store (docs/design.md, "Review loop"):
+    JSON values by key (a card's block, a transaction's latest analyst verdict) and the
+    audit log, changed together in one atomic step across replicas, so a block survives
+    restarts and every replica sees it at its next read."""
+
+    def get(self, keys: list[str]) -> dict[str, dict[str, Any]]: ...
+
+    def update(self, keys: list[str], decide: Decide) -> tuple[dict[str, Any], list[dict]]: ...
+
+    def audit(self, limit: int) -> list[dict[str, Any]]: ...
+
+
+Decide = Callable[[dict[str, dict[str, Any]]], tuple[dict[str, Any], list[dict[str, Any]]]]
+"""Given the current values of some keys, the values to write and the audit entries."""
 
 
 class Outbox(Protocol):

@@ -30,7 +30,11 @@ from payments_ml.feature_store.backends import (
     python_row,
     today_protos,
 )
-from payments_ml.feature_store.backends.packed_sqlite import SqliteFiles, SqliteOutbox
+from payments_ml.feature_store.backends.packed_sqlite import (
+    SqliteFiles,
+    SqliteOutbox,
+    SqliteReviewState,
+)
 from payments_ml.feature_store.online_store import connect, provider_online_store
 from payments_ml.features.today import Entry, merge_today
 
@@ -128,6 +132,19 @@ class FeastBackend:
     def check(self) -> None:
         """Raise StoreUnavailable unless the store answers a read."""
         self.read(np.zeros(1, np.int64), np.zeros(1, np.int64))
+
+    def review(self) -> SqliteReviewState:
+        """The review loop's state, a SQLite file beside the store's ``path``
+        (``<path>.review.db``)."""
+        if self.outbox_path is None:
+            raise StoreUnavailable(
+                f"{type(self.online).__name__} has no path for the review state; use the "
+                "packed_sqlite or redis online store"
+            )
+        if getattr(self, "_review", None) is None:
+            path = self.outbox_path.with_name(self.outbox_path.name.replace(".outbox.", ".review."))
+            self._review = SqliteReviewState(path, max(self.timeout_s, 1.0))
+        return self._review
 
     def outbox(self) -> SqliteOutbox:
         """The outbox file, with its own connection."""

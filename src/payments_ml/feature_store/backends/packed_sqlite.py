@@ -13,6 +13,7 @@ one transaction.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import sqlite3
 import threading
@@ -28,6 +29,7 @@ from payments_ml.feature_store.backends import (
     TODAY,
     VIEWS,
     Claim,
+    Decide,
     Online,
     OutboxRecord,
     StoreUnavailable,
@@ -230,8 +232,85 @@ class PackedSqliteBackend:
         """The outbox, with its own connection (for the ScoreLog thread)."""
         return SqliteOutbox(SqliteFiles({TODAY: self.files.paths[TODAY]}, timeout_s=10.0))
 
+    def review(self) -> SqliteReviewState:
+        """The review loop's state: its own file beside the views'
+        (``online_store.review.db``), which a rebuild of the views leaves alone."""
+        if getattr(self, "_review", None) is None:
+            path = view_path(self.config, REVIEW_FILE)
+            self._review = SqliteReviewState(path, self.timeout_s)
+        return self._review
+
     def close(self) -> None:
         self.files.close()
+
+
+REVIEW_FILE = "review"  # online_store.review.db beside the views' files
+_REVIEW_TABLES = (
+    "CREATE TABLE IF NOT EXISTS review_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS review_audit (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "entry TEXT NOT NULL)",
+)
+
+
+class SqliteReviewState:
+    """`ReviewState` in a SQLite file: a change and its audit entries commit together
+    (``BEGIN IMMEDIATE``: one writer at a time across replicas).
+
+    Args:
+        path: The database file (created with its tables when missing).
+        timeout_s: The longest one call may take.
+    """
+
+    def __init__(self, path: Path, timeout_s: float) -> None:
+        try:
+            conn = connect(path, create=not path.exists(), timeout_s=timeout_s)
+            for statement in _REVIEW_TABLES:
+                conn.execute(statement)
+            conn.close()
+        except sqlite3.Error as error:
+            raise StoreUnavailable(_explain(path, error, timeout_s)) from error
+        self.files = SqliteFiles({REVIEW_FILE: path}, timeout_s, outbox=None)
+
+    def get(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored values of ``keys`` (absent keys are left out)."""
+        if not keys:
+            return {}
+        with self.files.call(REVIEW_FILE) as conn:
+            return _select_state(conn, keys)
+
+    def update(self, keys: list[str], decide: Decide) -> tuple[dict[str, Any], list[dict]]:
+        """Read ``keys``, let ``decide`` say what to write and audit, write both in one
+        transaction; returns what was written."""
+        with self.files.call(REVIEW_FILE, write=True) as conn:
+            values, entries = decide(_select_state(conn, keys))
+            conn.executemany(
+                "INSERT INTO review_state VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "value = excluded.value",
+                [(k, json.dumps(v)) for k, v in values.items()],
+            )
+            conn.executemany(
+                "INSERT INTO review_audit (entry) VALUES (?)",
+                [(json.dumps(e),) for e in entries],
+            )
+        return values, entries
+
+    def audit(self, limit: int) -> list[dict[str, Any]]:
+        """The latest ``limit`` audit entries, newest first."""
+        with self.files.call(REVIEW_FILE) as conn:
+            rows = conn.execute(
+                "SELECT entry FROM review_audit ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+
+def _select_state(conn: sqlite3.Connection, keys: list[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(keys), 500):  # SQLite's bound on host parameters
+        chunk = keys[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(f"SELECT key, value FROM review_state WHERE key IN ({marks})", chunk)
+        found.update((k, json.loads(v)) for k, v in rows)
+    return found
 
 
 class SqliteOutbox:

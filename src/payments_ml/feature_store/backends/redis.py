@@ -12,6 +12,7 @@ client): a Feast upgrade that changes them touches this file only.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from payments_ml.feature_store.backends import (
     TODAY,
     VIEWS,
     Claim,
+    Decide,
     Online,
     OutboxRecord,
     StoreUnavailable,
@@ -185,6 +187,64 @@ class RedisBackend:
         backend.__dict__.update(self.__dict__)
         backend.online = RedisOnlineStore()
         return RedisOutbox(backend)
+
+    def review(self) -> RedisReviewState:
+        """The review loop's state: a hash and a list under ``<project>:review``."""
+        if getattr(self, "_review", None) is None:
+            self._review = RedisReviewState(self)
+        return self._review
+
+
+class RedisReviewState:
+    """`ReviewState` in Redis: values in the hash ``<project>:review:state``, the audit
+    log in the list ``<project>:review:audit``; a change and its entries are one
+    optimistic transaction (WATCH / MULTI), atomic across replicas."""
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self.backend = backend
+        self.state = f"{backend.config.project}:review:state".encode()
+        self.log = f"{backend.config.project}:review:audit".encode()
+
+    def get(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored values of ``keys`` (absent keys are left out)."""
+        if not keys:
+            return {}
+        raw = self.backend._call(
+            "read the review state", self.backend.client.hmget, self.state, keys
+        )
+        return {k: json.loads(v) for k, v in zip(keys, raw, strict=True) if v is not None}
+
+    def update(self, keys: list[str], decide: Decide) -> tuple[dict[str, Any], list[dict]]:
+        """Read ``keys``, let ``decide`` say what to write and audit, write both in one
+        transaction (retried when another replica changed the state meanwhile)."""
+        return self.backend._call("change the review state", self._update, keys, decide)
+
+    def _update(self, keys: list[str], decide: Decide) -> tuple[dict[str, Any], list[dict]]:
+        from redis.exceptions import WatchError  # noqa: PLC0415
+
+        while True:
+            with self.backend.client.pipeline() as pipe:
+                try:
+                    pipe.watch(self.state)
+                    raw = pipe.hmget(self.state, keys) if keys else []
+                    current = {k: json.loads(v) for k, v in zip(keys, raw) if v is not None}
+                    values, entries = decide(current)
+                    pipe.multi()
+                    if values:
+                        pipe.hset(self.state, mapping={k: json.dumps(v) for k, v in values.items()})
+                    if entries:
+                        pipe.rpush(self.log, *[json.dumps(e) for e in entries])
+                    pipe.execute()
+                    return values, entries
+                except WatchError:
+                    continue
+
+    def audit(self, limit: int) -> list[dict[str, Any]]:
+        """The latest ``limit`` audit entries, newest first."""
+        raw = self.backend._call(
+            "read the audit log", self.backend.client.lrange, self.log, -limit, -1
+        )
+        return [json.loads(v) for v in reversed(raw)]
 
 
 class RedisOutbox:

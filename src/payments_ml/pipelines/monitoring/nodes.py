@@ -375,3 +375,13 @@ def _mlflow_metrics(drift: dict[str, Any], counts: dict[str, int]) -> dict[str, 
 
 def _iso(window: list[int]) -> list[str]:
     return [dr.iso_day(day) for day in window]
+
+
+def report_review_outcome(
+    scored_transactions: Any, label_reports: Any, days: int, serving_deployment: Any
+) -> list:
+    """The review loop's outcome per day (`payments_ml.monitoring.review`);
+    ``serving_deployment`` orders it after serving in `kedro run`, as the drift check."""
+    from payments_ml.monitoring.review import review_outcome_by_day  # noqa: PLC0415
+
+    return review_outcome_by_day(scored_transactions, label_reports, days)

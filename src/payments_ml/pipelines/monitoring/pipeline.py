@@ -42,5 +42,16 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=["alerts", "drift_report", "monitoring_metrics"],
                 name="raise_alerts_node",
             ),
+            Node(
+                func=nodes.report_review_outcome,
+                inputs=[
+                    "scored_transactions",
+                    "label_reports",
+                    "params:monitoring.review_days",
+                    "serving_deployment",  # after serving, in `kedro run`
+                ],
+                outputs="review_outcome",
+                name="report_review_outcome_node",
+            ),
         ]
     )

@@ -49,6 +49,7 @@ def deploy_scorer(
             "replica_cpus": serving["replica_cpus"],
             "score_log": serving.get("score_log"),
             "alerts_path": absolute_path(serving.get("alerts_path")),
+            "labels_path": absolute_path(serving.get("labels_path")),
             "settings": serving,
         }
     )
