@@ -131,3 +131,15 @@ def wait_for_log(path: Path, ids: set[str], timeout_s: float = 90) -> pd.DataFra
         if ids <= set(log["transaction_id"]) or time.monotonic() > deadline:
             return log
         time.sleep(0.5)
+
+
+def replay_day(url: str, rows: pd.DataFrame, stop: threading.Event, id_prefix: str) -> None:
+    """``rows`` to ``url``/score, about 20 per second, ten times over under new ids
+    (``id_prefix``-N), until ``stop`` is set: a live day for the pages to show."""
+    with requests.Session() as session:
+        for i in range(len(rows) * 10):
+            if stop.is_set():
+                return
+            body = request_body(rows.iloc[i % len(rows)]) | {"transaction_id": f"{id_prefix}-{i}"}
+            session.post(f"{url}/score", json=body, timeout=30)
+            time.sleep(0.05)

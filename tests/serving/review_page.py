@@ -13,18 +13,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import requests
 
-from tests.serving.load import request_body
-
-
-def _replay(url: str, rows: Any, stop: threading.Event) -> None:
-    """The day's transactions, about 20 per second, under new ids, until stopped."""
-    with requests.Session() as session:
-        for i in range(len(rows) * 10):
-            if stop.is_set():
-                return
-            body = request_body(rows.iloc[i % len(rows)]) | {"transaction_id": f"rq-{i}"}
-            session.post(f"{url}/score", json=body, timeout=30)
-            time.sleep(0.05)
+from tests.serving.load import replay_day
 
 
 def _queue(url: str, day: str) -> dict[str, Any]:
@@ -45,7 +34,9 @@ def check_review_loop(endpoint: dict, browser: Any, shots: Any, token: str) -> N
     # The replayed day (other tests log transactions of other days, later ones too).
     day = endpoint["rows"]["event_timestamp"].iloc[0].date().isoformat()
     stop = threading.Event()
-    sender = threading.Thread(target=_replay, args=(url, endpoint["rows"], stop), daemon=True)
+    sender = threading.Thread(
+        target=replay_day, args=(url, endpoint["rows"], stop, "rq"), daemon=True
+    )
     sender.start()
     try:
         queue = _queue(url, day)

@@ -20,7 +20,7 @@ from tests.conftest import free_port
 from tests.serving import pages
 from tests.serving import prometheus as prom
 from tests.serving.conftest import stop_serve
-from tests.serving.load import request_body
+from tests.serving.load import replay_day, request_body
 from tests.serving.pages import browser  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
@@ -171,16 +171,7 @@ def test_dashboard_in_headless_chromium_moves_while_a_replay_runs(endpoint, brow
     url, rows = endpoint["url"], endpoint["rows"]
     stop = threading.Event()
 
-    def replay() -> None:  # the day's transactions, about 20 per second, until stopped
-        with requests.Session() as session:
-            for i in range(len(rows) * 10):
-                if stop.is_set():
-                    return
-                body = request_body(rows.iloc[i % len(rows)]) | {"transaction_id": f"ui-{i}"}
-                session.post(f"{url}/score", json=body, timeout=30)
-                time.sleep(0.05)
-
-    sender = threading.Thread(target=replay, daemon=True)
+    sender = threading.Thread(target=replay_day, args=(url, rows, stop, "ui"), daemon=True)
     sender.start()
     try:
         browser.get(f"{url}/dashboard")
