@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import ray
 
-from payments_ml.datasets.shuffle import GroupOf, split
+from payments_ml.datasets.shuffle import GroupOf, by_partition, split_returns
 
 
 def file_runs(files: pads.Dataset, tasks: int) -> list[list[pads.Fragment]]:
@@ -60,9 +60,7 @@ def read_shuffle(
         task.remote(run, files.schema, columns, group_of, partitions, *args)
         for run in file_runs(files, partitions)
     ]
-    if partitions == 1:
-        pieces = [[piece] for piece in pieces]
-    return [[p[i] for p in pieces] for i in range(partitions)]
+    return by_partition(pieces, partitions)
 
 
 def _read(run: list[pads.Fragment], schema: pa.Schema, columns: list[str]) -> pa.Table:
@@ -86,5 +84,4 @@ def _read_split(
     partitions: int,
     *args: Any,
 ) -> Any:
-    pieces = tuple(split(_read(run, schema, columns), partitions, group_of, *args))
-    return pieces if partitions > 1 else pieces[0]
+    return split_returns(_read(run, schema, columns), partitions, group_of, *args)

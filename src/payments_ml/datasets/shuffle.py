@@ -40,6 +40,12 @@ def shuffle(
     """
     task = _split.options(num_returns=partitions, name=name)
     pieces = [task.remote(block, group_of, partitions, *args) for block in blocks]
+    return by_partition(pieces, partitions)
+
+
+def by_partition(pieces: list[Any], partitions: int) -> list[list[ray.ObjectRef]]:
+    """The returns of split tasks (per task: ``partitions`` refs, or one ref for one
+    partition) regrouped per partition, in task order."""
     if partitions == 1:
         pieces = [[piece] for piece in pieces]
     return [[p[i] for p in pieces] for i in range(partitions)]
@@ -70,7 +76,13 @@ def split(
     return [table.take(order[bounds[i] : bounds[i + 1]]) for i in range(partitions)]
 
 
-@ray.remote
-def _split(table: pa.Table, group_of: GroupOf, partitions: int, *args: Any) -> Any:
+def split_returns(table: pa.Table, partitions: int, group_of: GroupOf, *args: Any) -> Any:
+    """:func:`split` as a task with ``num_returns=partitions`` returns it (one table, not
+    a tuple, for one partition)."""
     pieces = tuple(split(table, partitions, group_of, *args))
     return pieces if partitions > 1 else pieces[0]
+
+
+@ray.remote
+def _split(table: pa.Table, group_of: GroupOf, partitions: int, *args: Any) -> Any:
+    return split_returns(table, partitions, group_of, *args)
