@@ -349,8 +349,11 @@ def build_customer_features(
 @ray.remote
 def _training_rows(batch: pa.Table, merchant_days: pd.DataFrame, label_delay_days: int) -> pa.Table:
     with partition_scope(customer_id=_id_range(batch, "customer_id")):
-        daily = fw.customer_daily(_window_columns(batch))
-        return _training_table(batch, merchant_days, label_delay_days, None, daily)
+        tx = _window_columns(batch)
+        daily = fw.customer_daily(tx)
+        return _training_table(
+            batch, tx, daily, merchant_days=merchant_days, label_delay_days=label_delay_days
+        )
 
 
 @ray.remote
@@ -359,8 +362,16 @@ def _night_features(
 ) -> tuple[pa.Table, pa.Table]:
     """A night's training rows and customer snapshot rows of one customer partition."""
     with partition_scope(customer_id=_id_range(batch, "customer_id")):
-        daily = fw.customer_daily(_window_columns(batch))
-        training = _training_table(batch, merchant_days, label_delay_days, run_day, daily)
+        tx = _window_columns(batch)
+        daily = fw.customer_daily(tx)
+        training = _training_table(
+            batch,
+            tx,
+            daily,
+            merchant_days=merchant_days,
+            label_delay_days=label_delay_days,
+            run_day=run_day,
+        )
         return training, _snapshot_rows_of(daily, until, run_day)
 
 
@@ -377,14 +388,16 @@ def _window_columns(batch: pa.Table) -> dict[str, np.ndarray]:
 
 def _training_table(
     batch: pa.Table,
+    tx: dict[str, np.ndarray],
+    daily: pd.DataFrame,
+    *,
     merchant_days: pd.DataFrame,
     label_delay_days: int,
-    run_day: int | None,
-    daily: pd.DataFrame,
+    run_day: int | None = None,
 ) -> pa.Table:
     """The model input rows of ``batch`` (from ``run_day`` on), as Arrow built from the
-    feature arrays, with the Hive partition column ``event_date``."""
-    tx = _window_columns(batch)  # numpy views of the Arrow buffers: no copy
+    feature arrays of ``tx`` (:func:`_window_columns` of it, read once by the caller for
+    ``daily`` too), with the Hive partition column ``event_date``."""
     features = fw.feature_columns(tx, merchant_days, label_delay_days, run_day, daily)
     rows = _day_rows(batch, run_day)
     ns = fw.to_ns(rows["event_timestamp"].to_numpy())
