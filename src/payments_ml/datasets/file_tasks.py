@@ -23,6 +23,12 @@ import ray
 from payments_ml.datasets.shuffle import GroupOf, by_partition, split_returns
 
 
+def tasks_for_cluster() -> int:
+    """How many tasks a stage splits its rows into by default: 2 per CPU of the cluster
+    (every CPU busy, and a short tail when one task runs long)."""
+    return 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
 def file_runs(files: pads.Dataset, tasks: int) -> list[list[pads.Fragment]]:
     """``files``' fragments in at most ``tasks`` runs of consecutive files (path order:
     whole days together in a day-partitioned folder)."""

@@ -26,7 +26,7 @@ import ray
 
 from payments_ml.contracts import ARROW_TYPES
 from payments_ml.datasets import arrow_schema, to_pandas
-from payments_ml.datasets.file_tasks import read_shuffle
+from payments_ml.datasets.file_tasks import read_shuffle, tasks_for_cluster
 from payments_ml.datasets.shuffle import concat_tables, customer_groups, split
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import KEY_COLUMNS, LABEL_COLUMNS, WINDOW_DAYS
@@ -56,9 +56,7 @@ def partition_by_customer(
     ``transactions`` (the same folder as a Ray Dataset) is not read: it orders this node
     after the stage that writes the raw transactions.
     """
-    partitions = int(
-        params.get("partitions") or 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
-    )
+    partitions = int(params.get("partitions") or tasks_for_cluster())
     if transaction_files is None:
         raise ValueError("raw_transactions is empty: run `kedro run --pipelines data_gen` first")
     _check_source(transaction_files.schema)

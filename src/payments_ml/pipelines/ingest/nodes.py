@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import ray
 
 from payments_ml.contracts import QUARANTINE_REASON, contract_reasons
+from payments_ml.datasets.file_tasks import tasks_for_cluster
 from payments_ml.datasets.shuffle import shuffle
 from payments_ml.ingest.mapping import (
     CONTRACT_COLUMNS,
@@ -123,7 +124,7 @@ def ingest_transactions(
     """
     start = time.perf_counter()
     mapped, rows_read = _read_and_map(plan)
-    partitions = plan.partitions or 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+    partitions = plan.partitions or tasks_for_cluster()
     schema = plan.arrow_schema()
     pieces = shuffle(mapped, _transaction_groups, partitions, name="ingest_split_by_transaction")
     check = _check_partition.options(num_returns=3, name="ingest_check_contract")

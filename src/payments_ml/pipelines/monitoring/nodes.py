@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import ray
 
-from payments_ml.datasets.file_tasks import map_files
+from payments_ml.datasets.file_tasks import map_files, tasks_for_cluster
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import FEATURES
 from payments_ml.monitoring import alerts as al
@@ -238,7 +238,7 @@ def _partials(
         "labels": labels,
     }
     if isinstance(data, pads.Dataset):
-        tasks = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+        tasks = tasks_for_cluster()
         return ray.get(map_files(data, wanted, qu.day_partials, tasks, **kwargs))
     reduced = data.select_columns(wanted).map_batches(
         qu.day_partials, batch_format="pyarrow", batch_size=None, fn_kwargs=kwargs
