@@ -117,7 +117,8 @@ def cluster_run(tmp_path_factory) -> ClusterRun:
 
 
 def test_tasks_ran_on_both_nodes(cluster_run):
-    """Ray's state API: the data stages and the Tune trials used the head and the worker."""
+    """Ray's state API: data_gen's day tasks, the features stage's partition tasks and the
+    Tune trials each used both the head and the worker."""
     from ray.util.state import list_tasks  # noqa: PLC0415
 
     tasks = list_tasks(
@@ -127,20 +128,21 @@ def test_tasks_ran_on_both_nodes(cluster_run):
         limit=10_000,
         raise_on_missing_output=False,
     )
-    nodes_by_task = defaultdict(set)
+    nodes_by_task, per_node = defaultdict(set), defaultdict(lambda: defaultdict(int))
     for task in tasks:
         nodes_by_task[task.name].add(task.node_id)
-    data_stage = {
-        "generate_day",
-        "split_by_customer",
-        "concat_customer_partition",
-        "write_parquet_block",
-    }
-    data_nodes = set().union(*(nodes_by_task[name] for name in data_stage))
-    data_nodes |= set().union(*(n for name, n in nodes_by_task.items() if "MapBatches" in name))
-    summary = {name: len(nodes) for name, nodes in nodes_by_task.items()}
+        per_node[task.name][(task.node_id or "none")[:8]] += 1
+    # The features stage (docs/design.md, "Features"): the read-and-split tasks, the
+    # partitions' concatenation and feature rows, the merchant days, the writes.
+    features = {"read_by_customer", "concat_customer_partition", "training_rows"}
+    features |= {"merchant_daily", "write_parquet_block"}
+    feature_nodes = set().union(*(nodes_by_task[name] for name in features))
+    summary = {name: dict(per_node[name]) for name in sorted(features | {"generate_day"})}
+    print(f"\ntasks per node: {json.dumps(summary)}")  # noqa: T201 (the closing note's figure)
     assert len(cluster_run.node_ids) == 2
-    assert data_nodes == cluster_run.node_ids, summary
+    for name in ("generate_day", "read_by_customer", "training_rows"):
+        assert nodes_by_task[name] == cluster_run.node_ids, summary
+    assert feature_nodes == cluster_run.node_ids, summary
     # Two 1-CPU trials at once on two 1-CPU nodes: one trial per node.
     trial_nodes = set().union(*(n for name, n in nodes_by_task.items() if name.endswith(".train")))
     assert trial_nodes == cluster_run.node_ids, summary
