@@ -14,9 +14,10 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Before Kedro is imported: it applies conf/logging.yml of the working folder at import.
 # The quiet configuration (payments_ml's records on their own handlers, a log file in the
-# repository's logs/) is for `kedro run`; this process logs as before, into pytest's
-# capture. Project subprocesses get the quiet one (tests.project.clean_env drops this).
-os.environ.setdefault("KEDRO_LOGGING_CONFIG", str(PROJECT_ROOT / "conf" / "logging-verbose.yml"))
+# repository's logs/) is for `kedro run`; this process logs every record into pytest's
+# capture only (tests/logging.yml). Project subprocesses get the quiet one
+# (tests.project.clean_env drops this).
+os.environ.setdefault("KEDRO_LOGGING_CONFIG", str(PROJECT_ROOT / "tests" / "logging.yml"))
 
 from payments_ml.config import load_parameters  # noqa: E402
 
