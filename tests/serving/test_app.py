@@ -313,6 +313,83 @@ def test_missing_field_empty_oversized_and_malformed_batches(endpoint):
     assert huge.status_code == 413
 
 
+def test_every_answer_names_the_replica_that_gave_it(endpoint):
+    """``X-Served-By`` on answers and errors alike (one replica here: one name)."""
+    url, body = endpoint["url"], request_body(endpoint["rows"].iloc[0])
+    answers = [
+        requests.post(f"{url}/score", json=body, timeout=30),
+        requests.post(f"{url}/score", json=body | {"amount": -1}, timeout=30),
+        requests.post(f"{url}/score/batch", data=b"x" * 2_000_001, timeout=30),
+        requests.get(f"{url}/health", timeout=30),
+        requests.get(f"{url}/no-such-route", timeout=30),
+        requests.post(f"{url}/review/cards/1/block", json={}, timeout=30),
+        requests.get(f"{url}/docs", timeout=30),
+    ]
+    assert [a.status_code for a in answers] == [200, 422, 413, 200, 404, 401, 200]
+    names = {a.headers.get("X-Served-By") for a in answers}
+    assert len(names) == 1 and names.pop().startswith("scorer-test#FraudScorer#"), names
+
+
+def test_an_unhandled_error_names_the_replica_too(replay_day, small_model):
+    """The 500 Starlette sends for an exception no route handles carries ``X-Served-By``
+    (a replica built in this process: outside Serve it is named by its process id)."""
+    import asyncio  # noqa: PLC0415
+    import gc  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    from payments_ml.serving.app import FraudScorer, build_api  # noqa: PLC0415
+
+    replica = FraudScorer.func_or_class.__bases__[0](
+        lambda: small_model,
+        replay_day["config"],
+        ray_metrics=False,
+        settings={"model_watch_s": None},
+    )
+    try:
+        api = build_api(replica)
+
+        def fail() -> None:
+            raise RuntimeError("a bug")
+
+        api.add_api_route("/fail", fail)
+        status, headers = asyncio.run(_asgi_get(api, "/fail"))
+        assert status == 500
+        assert headers["x-served-by"] == f"pid-{os.getpid()}"
+    finally:
+        replica.__del__()
+        gc.unfreeze()
+
+
+async def _asgi_get(api, path: str) -> tuple[int, dict[str, str]]:
+    """Status and headers of ``GET path`` sent straight to an ASGI app (no HTTP server)."""
+    sent = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    with pytest.raises(RuntimeError, match="a bug"):  # Starlette answers, then re-raises
+        await api(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}
+
+
 def test_unknown_entities_are_scored_with_cold_start(endpoint):
     body = request_body(endpoint["rows"].iloc[0]) | {
         "customer_id": 99_999_999,
