@@ -25,10 +25,19 @@ class ContractRun:
     errors: list[str] = field(default_factory=list)
     checks: Counter = field(default_factory=Counter)
     waived: list[str] = field(default_factory=list)
+    sent: Counter = field(default_factory=Counter)  # requests by (phase, operation)
 
     @property
     def requests(self) -> int:
         return sum(self.statuses.values())
+
+    def requests_in(self, phase: str) -> int:
+        """Requests sent in ``phase`` (``examples``, ``coverage``, ``fuzzing``, ``stateful``)."""
+        return sum(n for (p, _), n in self.sent.items() if p == phase)
+
+    def operations_in(self, phase: str) -> set[str]:
+        """The operations (``POST /score``) that ``phase`` sent requests to."""
+        return {label for (p, label), n in self.sent.items() if p == phase and n}
 
 
 def run_schemathesis(base_url: str, max_examples: int = 25) -> ContractRun:
@@ -53,6 +62,7 @@ def run_schemathesis(base_url: str, max_examples: int = 25) -> ContractRun:
             for interaction in event.recorder.interactions.values():
                 response = interaction.response
                 run.statuses[response.status_code if response else None] += 1
+                run.sent[str(event.phase), event.recorder.label] += 1
             for case_id, nodes in event.recorder.checks.items():
                 interaction = event.recorder.interactions.get(case_id)
                 response = interaction.response if interaction else None

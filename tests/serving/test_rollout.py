@@ -1,9 +1,14 @@
-"""A new champion reaches the running scorer by itself, under load, and so does a rollback.
+"""Two replicas built by `build_app` (as `kedro run --pipelines serving` builds them),
+over HTTP on 127.0.0.1: what must reach every replica does.
 
-Two replicas built by `build_app` (as `kedro run --pipelines serving` builds them) follow
-``models:/fraud_model@champion`` in a real MLflow registry (SQLite in a temporary folder)
-with ``serving.model_watch_s`` = 1 s, while a client sends a steady 40 requests/s to
-127.0.0.1. The alias moves to version 2 (a promotion), then back to 1 (a rollback).
+- A new champion reaches the running scorer by itself, under load, and so does a
+  rollback: the replicas follow ``models:/fraud_model@champion`` in a real MLflow
+  registry (SQLite in a temporary folder) with ``serving.model_watch_s`` = 1 s, while a
+  client sends a steady 40 requests/s. The alias moves to version 2 (a promotion), then
+  back to 1 (a rollback).
+- An analyst's block declines the card's transactions on both replicas within a second,
+  and an unblock gives the model's decision back; ``X-Served-By`` tells which replica
+  answered.
 """
 
 from __future__ import annotations
@@ -11,10 +16,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter
+from dataclasses import dataclass
 
 import pytest
 import requests
 
+from payments_ml.serving.review import token_digest
 from tests.conftest import free_port
 from tests.serving.conftest import stop_serve
 from tests.serving.load import request_body, steady_load
@@ -30,6 +38,9 @@ WATCH_S = 1.0
 BOUND_S = WATCH_S + 3.0
 RATE = 40  # requests per second
 PROMOTE_AT, ROLL_BACK_AT, SECONDS = 2.0, 7.0, 12.0
+ANALYST_TOKEN = "rollout-analyst-token"  # noqa: S105 (a test analyst's)
+BLOCK_WITHIN_S = 1.0  # the stated bound (docs/design.md, "Review loop")
+ANSWERS_EACH = 5  # answers looked at per replica, before and after each change
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +60,10 @@ def scorer(ray_session, tmp_path_factory, snapshots, generated_transactions, reg
             "feast": repo["config"],
             "num_replicas": 2,
             "replica_cpus": 0.5,
-            "settings": {"model_watch_s": WATCH_S},
+            "settings": {
+                "model_watch_s": WATCH_S,
+                "review": {"analysts": {"ana": token_digest(ANALYST_TOKEN)}},
+            },
         }
     )
     serve.run(app, name=APP, route_prefix="/")
@@ -140,3 +154,102 @@ def _wait_for_version(url: str, version: str, timeout_s: float = 60) -> None:
                 return
         time.sleep(0.2)
     pytest.fail(f"the scorer did not answer /health with version {version}")
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One /score answer: which replica gave it, what it said, when it arrived."""
+
+    replica: str
+    decision: str
+    first_reason: str | None
+    probability: float
+    received_s: float  # after the block's (or unblock's) answer
+
+
+def _score_for(session, url: str, body: dict, since: float) -> list[_Answer]:
+    """``body`` scored again and again (the same transaction id: a retry, which leaves the
+    card's windows as they were) until each of two replicas gave ANSWERS_EACH answers,
+    or BLOCK_WITHIN_S after ``since``."""
+    answers: list[_Answer] = []
+    seen: Counter = Counter()
+    while time.perf_counter() - since < BLOCK_WITHIN_S and not (
+        len(seen) >= 2 and min(seen.values()) >= ANSWERS_EACH  # noqa: PLR2004 (two replicas)
+    ):
+        answer = session.post(f"{url}/score", json=body, timeout=10)
+        assert answer.status_code == 200, answer.text
+        score = answer.json()
+        answers.append(
+            _Answer(
+                replica=answer.headers["X-Served-By"],
+                decision=score["decision"],
+                first_reason=score["reasons"][0]["feature"] if score["reasons"] else None,
+                probability=score["fraud_probability"],
+                received_s=time.perf_counter() - since,
+            )
+        )
+        seen[answers[-1].replica] += 1
+    return answers
+
+
+def _change_block(session, url: str, card_id: int, action: str) -> float:
+    """Block or unblock ``card_id`` as an analyst; when its answer arrived (perf_counter)."""
+    answer = session.post(
+        f"{url}/review/cards/{card_id}/{action}",
+        json={"note": f"rollout test: {action}"},
+        headers={"Authorization": f"Bearer {ANALYST_TOKEN}"},
+        timeout=10,
+    )
+    answered = time.perf_counter()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["changed"] is True
+    assert answer.headers["X-Served-By"].startswith(f"{APP}#FraudScorer#")
+    return answered
+
+
+def _first_by_replica(answers: list[_Answer]) -> dict[str, float]:
+    """Seconds to each replica's first answer."""
+    first: dict[str, float] = {}
+    for answer in answers:
+        first.setdefault(answer.replica, answer.received_s)
+    return first
+
+
+def test_a_block_declines_on_both_replicas_within_a_second_and_an_unblock_undoes_it(scorer):
+    """Every answer after the block's is ``decline`` with ``card_blocked`` first, and each
+    of the two replicas (told apart by ``X-Served-By``) gives one within BLOCK_WITHIN_S;
+    after the unblock's answer, each gives the model's decision again. The probability
+    is the model's throughout (the rule changes only the decision)."""
+    url = scorer["url"]
+    _wait_for_version(url, "1")
+    session = requests.Session()
+    row = scorer["rows"].iloc[0]
+    body = request_body(row, transaction_id=f"blocked-card-{time.time_ns()}")
+    before = _score_for(session, url, body, time.perf_counter())
+    replicas = {a.replica for a in before}
+    assert len(replicas) == 2, f"two replicas should answer, got {replicas}"
+    assert all(r.startswith(f"{APP}#FraudScorer#") for r in replicas)
+    model_says = {(a.decision, a.first_reason, a.probability) for a in before}
+    assert len(model_says) == 1 and before[0].decision != "decline", model_says
+    assert before[0].first_reason != "card_blocked"
+
+    blocked = _score_for(session, url, body, _change_block(session, url, row["card_id"], "block"))
+    unblocked = _score_for(
+        session, url, body, _change_block(session, url, row["card_id"], "unblock")
+    )
+
+    declined = _first_by_replica(blocked)
+    logger.info(
+        "Block: first decline of each replica %s s after the block's answer (%d answers); "
+        "unblock: the model's decision again %s s after (%d answers)",
+        {r[-8:]: round(s, 3) for r, s in declined.items()},
+        len(blocked),
+        {r[-8:]: round(s, 3) for r, s in _first_by_replica(unblocked).items()},
+        len(unblocked),
+    )
+    assert set(declined) == replicas, f"within {BLOCK_WITHIN_S} s only {set(declined)} answered"
+    assert max(declined.values()) <= BLOCK_WITHIN_S, declined
+    assert {(a.decision, a.first_reason) for a in blocked} == {("decline", "card_blocked")}
+    assert set(_first_by_replica(unblocked)) == replicas
+    assert {(a.decision, a.first_reason, a.probability) for a in unblocked} == model_says
+    assert {a.probability for a in blocked} == {before[0].probability}

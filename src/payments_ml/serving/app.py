@@ -16,6 +16,9 @@ Failure policy, per request:
   fails is scored again one transaction at a time;
 - bodies are refused beyond ``MAX_BODY_BYTES`` as they are read (413), whatever
   ``Content-Length`` says.
+
+Every answer a replica gives, errors included, names it in ``X-Served-By``
+(`replica_name`): with several replicas, the one that gave a bad answer.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the routes' annotations
@@ -24,6 +27,7 @@ import asyncio
 import gc
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +42,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from ray import serve
 from ray.serve.config import BackpressureConfig
+from ray.serve.exceptions import RayServeException
 
 from payments_ml.serving.docs_pages import add_docs_pages
 from payments_ml.serving.live import LiveStats
@@ -64,6 +69,7 @@ _SCORING = ("/score", "/score/batch")
 _MEASURED = (*_SCORING, "/health")
 _DASHBOARD = (Path(__file__).with_name("dashboard.html")).read_text(encoding="utf-8")
 CLIENT_CLOSED = 499  # nginx's status for a request the client gave up on
+SERVED_BY = "X-Served-By"  # the header naming the replica that answered
 
 
 async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -136,6 +142,39 @@ class _Measure:
             raise
         finally:
             self.observe(_route_path(scope), status, time.perf_counter() - start)
+
+
+class _ServedBy:
+    """``X-Served-By: <replica>`` on every answer of ``app``. Wraps the whole middleware
+    stack (`build_api`), so that the 500 Starlette's outermost middleware sends for an
+    unhandled error carries it too."""
+
+    def __init__(self, app: Any, replica: str) -> None:
+        self.app = app
+        self.header = (SERVED_BY.lower().encode(), replica.encode("latin-1", "replace"))
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_named(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, send_named)
+
+
+def replica_name() -> str:
+    """``<app>#<deployment>#<replica id>``: the Serve replica this process runs, as Ray
+    names it (its log is ``logs/serve/replica_<app>_<deployment>_<replica id>.log``);
+    ``pid-<pid>`` outside Serve (a replica class built in a test)."""
+    try:
+        context = serve.get_replica_context()
+    except RayServeException:
+        return f"pid-{os.getpid()}"
+    return f"{context.app_name}#{context.deployment}#{context.replica_tag}"
 
 
 def _route_path(scope: dict) -> str:
@@ -423,6 +462,7 @@ class FraudScorer:
         from payments_ml.serving.score_log import ScoreLog  # noqa: PLC0415
 
         self.settings = Settings.from_parameters(settings)
+        self.served_by = replica_name()  # X-Served-By on its answers
         if self.settings.host in ("127.0.0.1", "localhost", "::1"):
             _bind_replica_grpc_to_loopback()
         model = model_loader()
@@ -456,7 +496,8 @@ class FraudScorer:
         gc.collect()
         gc.freeze()
         logger.info(
-            "FraudScorer ready: model version %s (%s); scored transactions logged to %s",
+            "FraudScorer %s ready: model version %s (%s); scored transactions logged to %s",
+            self.served_by,
             model.version,
             self.model_status()["source"],
             self.score_log.path if self.score_log else "nowhere (score_log disabled)",
@@ -683,8 +724,9 @@ class FraudScorer:
 
 
 def build_api(replica: FraudScorer) -> FastAPI:
-    """The HTTP API of one replica: its routes call the replica's methods, and every
-    request's status and latency go to the replica's metrics (`FraudScorer.observe_request`)."""
+    """The HTTP API of one replica: its routes call the replica's methods, every
+    request's status and latency go to the replica's metrics (`FraudScorer.observe_request`)
+    and every answer names the replica (``X-Served-By``)."""
     api = FastAPI(
         title="payments-ml fraud scorer",
         description="Card-payment fraud scores with online features (Feast) and LightGBM.",
@@ -695,6 +737,8 @@ def build_api(replica: FraudScorer) -> FastAPI:
     api.add_exception_handler(RequestValidationError, _invalid)
     api.add_middleware(_Measure, observe=replica.observe_request)
     api.openapi = _exact_openapi(api)
+    stack = api.build_middleware_stack  # Starlette builds it at the first request
+    api.build_middleware_stack = lambda: _ServedBy(stack(), replica.served_by)  # type: ignore[method-assign]
     scoring = {"responses": ERROR_RESPONSES, "methods": ["POST"]}
     api.add_api_route("/score", replica.score, response_model=Score, **scoring)
     api.add_api_route("/score/batch", replica.score_batch, response_model=BatchScore, **scoring)
