@@ -22,6 +22,11 @@ import ray
 
 from payments_ml.datasets.shuffle import GroupOf, by_partition, split_returns
 
+# Reads from shared storage have no data to be near: spread them over the nodes. Ray's
+# default places a task where most of its arguments' bytes are, or on any node with a
+# free CPU: with short tasks, one node could take them all (the two-node test saw it).
+SPREAD = "SPREAD"
+
 
 def tasks_for_cluster() -> int:
     """How many tasks a stage splits its rows into by default: 2 per CPU of the cluster
@@ -42,7 +47,7 @@ def map_files(
 ) -> list[ray.ObjectRef]:
     """``fn(table, **kwargs)`` on each run of files (:func:`file_runs`), read as one Arrow
     table of ``columns`` (partition columns such as ``event_date`` included)."""
-    task = _map_run.options(name=getattr(fn, "__name__", "map_files"))
+    task = _map_run.options(name=getattr(fn, "__name__", "map_files"), scheduling_strategy=SPREAD)
     return [task.remote(run, files.schema, columns, fn, kwargs) for run in file_runs(files, tasks)]
 
 
@@ -61,7 +66,7 @@ def read_shuffle(
     Returns:
         ``result[p]`` lists partition p's pieces, in file order (rows keep their order).
     """
-    task = _read_split.options(num_returns=partitions, name=name)
+    task = _read_split.options(num_returns=partitions, name=name, scheduling_strategy=SPREAD)
     pieces = [
         task.remote(run, files.schema, columns, group_of, partitions, *args)
         for run in file_runs(files, partitions)

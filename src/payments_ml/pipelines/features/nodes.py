@@ -26,7 +26,7 @@ import ray
 
 from payments_ml.contracts import ARROW_TYPES
 from payments_ml.datasets import arrow_schema, to_pandas
-from payments_ml.datasets.file_tasks import read_shuffle, tasks_for_cluster
+from payments_ml.datasets.file_tasks import SPREAD, read_shuffle, tasks_for_cluster
 from payments_ml.datasets.shuffle import concat_tables, customer_groups, split
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import KEY_COLUMNS, LABEL_COLUMNS, WINDOW_DAYS
@@ -72,7 +72,9 @@ def partition_by_customer(
     pieces = read_shuffle(
         transaction_files, _INPUT_COLUMNS, customer_groups, partitions, name="read_by_customer"
     )
-    concat = concat_tables.options(name="concat_customer_partition")
+    # Partitions spread over the nodes (their pieces come from every node anyway); each
+    # partition's feature task then runs where its partition is.
+    concat = concat_tables.options(name="concat_customer_partition", scheduling_strategy=SPREAD)
     return ray.data.from_arrow_refs([concat.remote(*part) for part in pieces])
 
 
