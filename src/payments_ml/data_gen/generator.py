@@ -604,11 +604,10 @@ def _to_contract(world: World, rows: Rows, day: dt.date) -> pa.Table:
         label=_utc_micros(ts + np.where(is_fraud, fraud_delay, standard)),
     )
     _corrupt(bad, event, p["corruption_rate"], _rng(p["seed"], _CORRUPT, day_number(day)))
-    seq = pc.utf8_lpad(pc.cast(pa.array(bad.seq), pa.string()), 7, "0")
     code = rows["scenario"]
     return pa.table(
         {
-            "transaction_id": pc.binary_join_element_wise(f"tx-{day:%Y%m%d}", seq, "-"),
+            "transaction_id": transaction_ids(day, bad.seq),
             "event_timestamp": _timestamps(event),
             "customer_id": world.cust_id[rows["cust"]],
             "card_id": rows["card_id"],
@@ -623,6 +622,27 @@ def _to_contract(world: World, rows: Rows, day: dt.date) -> pa.Table:
             "event_date": pa.repeat(pa.scalar(day.isoformat(), pa.string()), n),
         }
     )
+
+
+def transaction_ids(day: dt.date, seq: np.ndarray) -> pa.Array:
+    """``tx-20250611-0000042``: the day and the row's number, zero-padded to 7 digits.
+
+    Written as bytes by numpy (fixed width up to 10 million rows a day): half the time of
+    pyarrow's cast, pad and join, which take over beyond that.
+    """
+    prefix = np.frombuffer(f"tx-{day:%Y%m%d}-".encode(), np.uint8)
+    n = len(seq)
+    if n and seq.max() >= 10**7:
+        padded = pc.utf8_lpad(pc.cast(pa.array(seq), pa.string()), 7, "0")
+        return pc.binary_join_element_wise(f"tx-{day:%Y%m%d}", padded, "-")
+    chars = np.empty((n, len(prefix) + 7), np.uint8)
+    chars[:, : len(prefix)] = prefix
+    rest = seq.astype(np.int32)
+    for digit in range(chars.shape[1] - 1, len(prefix) - 1, -1):
+        chars[:, digit] = rest % 10 + ord("0")
+        rest //= 10
+    offsets = np.arange(n + 1, dtype=np.int32) * chars.shape[1]
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(chars))
 
 
 _CHANNELS = pa.array(["pos", "ecom"])

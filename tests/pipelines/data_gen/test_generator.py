@@ -290,3 +290,16 @@ def test_sorted_lookup_gives_the_positions_of_a_binary_search(side):
     np.testing.assert_array_equal(lookup(x), np.searchsorted(edges, x, side=side))
     outside = np.array([-0.5, 1.0, 3.0])  # never drawn, still answered
     np.testing.assert_array_equal(lookup(outside), np.searchsorted(edges, outside, side=side))
+
+
+def test_transaction_ids_are_the_day_and_the_zero_padded_row_number():
+    ids = g.transaction_ids(dt.date(2025, 6, 11), np.array([0, 42, 9_999_999, 41]))
+    assert ids.to_pylist() == [
+        "tx-20250611-0000000",
+        "tx-20250611-0000042",
+        "tx-20250611-9999999",
+        "tx-20250611-0000041",
+    ]
+    longer = g.transaction_ids(dt.date(2025, 6, 11), np.array([3, 12_345_678])).to_pylist()
+    assert longer == ["tx-20250611-0000003", "tx-20250611-12345678"]
+    assert g.transaction_ids(dt.date(2025, 6, 11), np.array([], dtype=np.int64)).to_pylist() == []
