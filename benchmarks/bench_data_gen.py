@@ -13,11 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.common import load_params, print_table, start_ray, timer
-from payments_ml.contracts import split_by_contract, to_arrow
-from payments_ml.data_gen.generator import World, generate_day
+from payments_ml.contracts import split_table_by_contract
+from payments_ml.data_gen.generator import World, generate_day_table
 from payments_ml.datasets import RayParquetDataset
 from payments_ml.pipelines.data_gen import nodes
 
@@ -43,14 +44,21 @@ def run_single_process(params: dict[str, Any], out: Path) -> int:
     world = World.from_catalogues(customers, cards, merchants, params)
     total = 0
     for day in nodes.generation_days(params):
-        frame = generate_day(world, day)
-        valid, quarantine = split_by_contract(frame)
+        table = generate_day_table(world, day)
+        valid, quarantine = split_table_by_contract(table)
         for name, part in (("valid", valid), ("quarantine", quarantine)):
             folder = out / name / f"event_date={day}"
             folder.mkdir(parents=True, exist_ok=True)
-            pq.write_table(to_arrow(part.drop(columns="event_date")), folder / "part-0.parquet")
-        total += len(frame)
+            _write(part.drop_columns("event_date"), folder / "part-0.parquet")
+        total += table.num_rows
     return total
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    # Dictionary pages for string columns only, as the Ray side's writer does (pyarrow's
+    # default tries one for every column: 49 ms against 31 ms for a 116 k-row day).
+    strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
+    pq.write_table(table, path, use_dictionary=strings)
 
 
 def main(quick: bool = False) -> None:

@@ -276,3 +276,30 @@ def test_times_are_whole_microseconds(four_weeks):
         assert (ns % 1_000 == 0).all(), column
     burst = four_weeks[four_weeks["fraud_scenario"] == "card_testing"]
     assert len(burst) > 0  # the scenario whose seconds-apart steps were sub-microsecond
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_sorted_lookup_gives_the_positions_of_a_binary_search(side):
+    rng = np.random.default_rng(5)
+    weights = 1.0 / (rng.permutation(5_000) + 1.0) ** 1.1
+    edges = np.cumsum(weights) / weights.sum()
+    edges[100:110] = edges[100]  # ties, and values on bucket bounds and on the edges
+    lookup = g.SortedLookup.build(edges, 1.0, side=side)
+    bounds = np.arange(len(lookup.starts)) / lookup.scale
+    x = np.concatenate([rng.random(200_000), edges[:-1], bounds[:-1], [0.0, np.nextafter(1, 0)]])
+    np.testing.assert_array_equal(lookup(x), np.searchsorted(edges, x, side=side))
+    outside = np.array([-0.5, 1.0, 3.0])  # never drawn, still answered
+    np.testing.assert_array_equal(lookup(outside), np.searchsorted(edges, outside, side=side))
+
+
+def test_transaction_ids_are_the_day_and_the_zero_padded_row_number():
+    ids = g.transaction_ids(dt.date(2025, 6, 11), np.array([0, 42, 9_999_999, 41]))
+    assert ids.to_pylist() == [
+        "tx-20250611-0000000",
+        "tx-20250611-0000042",
+        "tx-20250611-9999999",
+        "tx-20250611-0000041",
+    ]
+    longer = g.transaction_ids(dt.date(2025, 6, 11), np.array([3, 12_345_678])).to_pylist()
+    assert longer == ["tx-20250611-0000003", "tx-20250611-12345678"]
+    assert g.transaction_ids(dt.date(2025, 6, 11), np.array([], dtype=np.int64)).to_pylist() == []

@@ -12,14 +12,14 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import ray
 
-from payments_ml.contracts import ARROW_TYPES, QUARANTINE_REASON, split_by_contract, to_arrow
+from payments_ml.contracts import ARROW_TYPES, QUARANTINE_REASON, split_table_by_contract
 from payments_ml.data_gen.generator import (
     World,
     build_cards,
     build_customers,
     build_merchants,
     day_number,
-    generate_day,
+    generate_day_table,
 )
 from payments_ml.datasets.progress import gather
 from payments_ml.labels.feed import chargebacks
@@ -139,24 +139,29 @@ def _earlier_frauds(files: pads.Dataset | None, day: dt.date) -> pd.DataFrame:
 def _generate_day(
     world: World, day: dt.date
 ) -> tuple[pa.Table, pa.Table, pd.DataFrame, pd.DataFrame]:
+    # Arrow from end to end: the day is built, checked and counted without pandas.
     with partition_scope(event_date=day.isoformat()):  # a failure names its day
-        valid, quarantine = split_by_contract(generate_day(world, day))
-        frauds = valid.loc[valid["is_fraud"].astype(bool), _FRAUD_COLUMNS]
-        return to_arrow(valid), to_arrow(quarantine), _count(valid, quarantine), frauds
+        valid, quarantine = split_table_by_contract(generate_day_table(world, day))
+        frauds = valid.filter(valid.column("is_fraud")).select(_FRAUD_COLUMNS).to_pandas()
+        return valid, quarantine, _count(valid, quarantine), frauds
 
 
-def _count(valid: pd.DataFrame, quarantine: pd.DataFrame) -> pd.DataFrame:
-    columns = ["event_date", "fraud_scenario", "reason"]
-    keys = pd.concat(
+def _count(valid: pa.Table, quarantine: pa.Table) -> pd.DataFrame:
+    """Rows per (event_date, scenario, reason): ``genuine`` for no scenario, ``""`` for valid."""
+    reason = pa.repeat(pa.scalar("", pa.string()), valid.num_rows)
+    keys = pa.concat_tables(
         [
-            valid.assign(reason="")[columns],
-            quarantine.rename(columns={QUARANTINE_REASON: "reason"})[columns],
-        ],
-        ignore_index=True,
+            valid.select(["event_date", "fraud_scenario"]).append_column("reason", reason),
+            quarantine.select(["event_date", "fraud_scenario", QUARANTINE_REASON]).rename_columns(
+                ["event_date", "fraud_scenario", "reason"]
+            ),
+        ]
     )
-    keys["fraud_scenario"] = keys["fraud_scenario"].fillna("genuine")
-    counts = keys.value_counts(dropna=False).rename("n").reset_index()
-    return counts.rename(columns={"fraud_scenario": "scenario"})
+    scenario = pc.fill_null(keys.column("fraud_scenario"), "genuine")
+    keys = keys.set_column(1, "scenario", scenario)
+    columns = ["event_date", "scenario", "reason"]
+    counts = keys.group_by(columns).aggregate([([], "count_all")])
+    return counts.rename_columns({"count_all": "n"}).select([*columns, "n"]).to_pandas()
 
 
 def summarize(counts: pd.DataFrame) -> dict[str, Any]:
