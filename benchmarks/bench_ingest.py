@@ -31,7 +31,7 @@ from payments_ml.datasets import RayParquetDataset
 from payments_ml.ingest.mapping import IngestPlan
 from payments_ml.pipelines.ingest import nodes
 
-SIZES = {"1M": 1_000_000}
+SIZES = {"1M": 1_000_000, "10M": 10_000_000}
 N_DAYS = 180
 Catalogues = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
 

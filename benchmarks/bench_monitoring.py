@@ -50,7 +50,7 @@ from payments_ml.datasets.ray_dataset import write_parquet_block
 from payments_ml.monitoring import quality as qu
 from payments_ml.pipelines.monitoring import nodes
 
-SIZES = {"1M": 10_000}  # customers over data_gen's 90 days at the default rates
+SIZES = {"1M": 10_000, "10M": 100_000}  # customers over data_gen's 90 days at the default rates
 WARM_RUNS = 3
 _HIVE = pa_ds.partitioning(pa.schema([("event_date", pa.string())]), flavor="hive")
 
