@@ -161,3 +161,38 @@ def test_saving_pandas_says_how_to_convert(path):
 def test_replace_partitions_needs_partition_columns(path):
     with pytest.raises(DatasetError, match="needs partition_cols"):
         RayParquetDataset(filepath=path, replace_partitions="2025-01-01")
+
+
+@pytest.mark.parametrize(
+    "days",
+    [
+        ["2025-03-01"] * 3,  # one plain partition: written whole, not split
+        ["2025-03-01", "2025-03-02", "2025-03-01"],  # two: split
+        ["a b/c"] * 3,  # a value Hive's paths escape: split
+    ],
+)
+def test_a_block_is_written_where_the_split_would_put_it(tmp_path, days):
+    import pyarrow.dataset as pa_ds  # noqa: PLC0415
+
+    from payments_ml.datasets.ray_dataset import write_parquet_block  # noqa: PLC0415
+
+    table = pa.table({"id": ["x", "y", "z"], "amount": [1.5, 2.0, None], "event_date": days})
+    written = {}
+    for side, write in (("ours", write_parquet_block), ("split", _split_write)):
+        folder = tmp_path / side
+        assert write(table, folder.as_uri(), ["event_date"], "part-00007") == 3
+        written[side] = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.parquet"))
+        back = pa_ds.dataset(folder, format="parquet", partitioning="hive").to_table()
+        assert back.sort_by("id").select(["id", "amount"]).equals(table.select(["id", "amount"]))
+    assert written["ours"] == written["split"]  # the same file names in the same folders
+
+
+def _split_write(table, folder, partition_cols, name):
+    import pyarrow.dataset as pa_ds  # noqa: PLC0415
+
+    path = folder.removeprefix("file://")
+    pa_ds.write_dataset(
+        table, path, format="parquet", partitioning=partition_cols,
+        partitioning_flavor="hive", basename_template=f"{name}-{{i}}.parquet",
+    )  # fmt: skip
+    return table.num_rows
