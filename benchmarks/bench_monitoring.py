@@ -61,10 +61,7 @@ def generate(n_customers: int, root: Path) -> tuple[dict[str, Path], pd.DataFram
         "n_customers": n_customers,
         "n_merchants": max(200, n_customers // 5),
     }
-    customers = g.build_customers(params)
-    world = g.World.from_catalogues(
-        customers, g.build_cards(customers, params), g.build_merchants(params), params
-    )
+    world = g.world_of(params)
     start = dt.date.fromisoformat(params["start_date"])
     folders = {"raw": root / "transactions", "quarantine": root / "transactions_quarantine"}
     schemas: dict[str, pa.Schema] = {}

@@ -47,13 +47,7 @@ def build_world(root: Path, n_customers: int, n_days: int) -> dict[str, Any]:
     from payments_ml.pipelines.features.nodes import snapshot_table  # noqa: PLC0415
 
     params = load_params("data_gen") | {"n_customers": n_customers, "n_merchants": 2000}
-    customers = g.build_customers(params)
-    world = g.World.from_catalogues(
-        customers, g.build_cards(customers, params), g.build_merchants(params), params
-    )
-    start = dt.date(2025, 5, 1)
-    frames = [g.generate_day(world, start + dt.timedelta(days=i)) for i in range(n_days)]
-    tx, _ = split_by_contract(pd.concat(frames, ignore_index=True))
+    tx, _ = split_by_contract(g.generate_days(g.world_of(params), dt.date(2025, 5, 1), n_days))
     tx = tx.reset_index(drop=True)
     merchant_days = fw.merchant_daily(tx, DELAY)
     rows = fw.feature_rows(tx, merchant_days, DELAY)

@@ -122,19 +122,11 @@ def generated_transactions(base_params) -> Any:
     """18 days of a small generated world (about 11 k valid transactions)."""
     import datetime as dt  # noqa: PLC0415
 
-    import pandas as pd  # noqa: PLC0415
-
     from payments_ml.contracts import split_by_contract  # noqa: PLC0415
     from payments_ml.data_gen import generator as g  # noqa: PLC0415
 
     params = copy.deepcopy(base_params) | {"n_customers": 500, "n_merchants": 100, "n_regions": 5}
-    customers = g.build_customers(params)
-    world = g.World.from_catalogues(
-        customers, g.build_cards(customers, params), g.build_merchants(params), params
-    )
-    days = [dt.date(2025, 5, 1) + dt.timedelta(days=i) for i in range(18)]
-    frames = [g.generate_day(world, d) for d in days]
-    valid, _ = split_by_contract(pd.concat(frames, ignore_index=True))
+    valid, _ = split_by_contract(g.generate_days(g.world_of(params), dt.date(2025, 5, 1), 18))
     return valid
 
 

@@ -49,13 +49,7 @@ def generate(customers: int, days: int, seed: int) -> pd.DataFrame:
     """Feature rows (as of each transaction) of a generated world, with the labels."""
     params = copy.deepcopy(load_parameters(PROJECT_ROOT)["data_gen"])
     params |= {"n_customers": customers, "n_merchants": max(100, customers // 10), "seed": seed}
-    people = g.build_customers(params)
-    world = g.World.from_catalogues(
-        people, g.build_cards(people, params), g.build_merchants(params), params
-    )
-    start = dt.date(2025, 5, 1)
-    frames = [g.generate_day(world, start + dt.timedelta(days=i)) for i in range(days)]
-    valid, _ = split_by_contract(pd.concat(frames, ignore_index=True))
+    valid, _ = split_by_contract(g.generate_days(g.world_of(params), dt.date(2025, 5, 1), days))
     return fw.feature_rows(valid, fw.merchant_daily(valid, 7), 7)
 
 

@@ -541,6 +541,22 @@ def _stolen_card_spree(
     )
 
 
+def world_of(params: dict[str, Any]) -> World:
+    """The world ``params`` describes: its customers, their cards and the merchants (what
+    the data_gen pipeline's first nodes build, in one process)."""
+    customers = build_customers(params)
+    return World.from_catalogues(
+        customers, build_cards(customers, params), build_merchants(params), params
+    )
+
+
+def generate_days(world: World, start: dt.date, n_days: int) -> pd.DataFrame:
+    """All transactions of ``n_days`` days from ``start``, in one process (tests and
+    benchmarks; the pipeline generates each day in its own Ray task)."""
+    days = [generate_day(world, start + dt.timedelta(days=i)) for i in range(n_days)]
+    return pd.concat(days, ignore_index=True)
+
+
 def generate_day(world: World, day: dt.date) -> pd.DataFrame:
     """All transactions of one UTC day, in the contract's columns, sorted by time."""
     return generate_day_table(world, day).to_pandas()

@@ -52,11 +52,7 @@ def _assert_same_split(table: pa.Table, *, vectorised: bool = True) -> pa.Table:
 @pytest.fixture(scope="module")
 def day_table(base_params) -> pa.Table:
     params = copy.deepcopy(base_params) | {"corruption_rate": 0.01}
-    customers = g.build_customers(params)
-    world = g.World.from_catalogues(
-        customers, g.build_cards(customers, params), g.build_merchants(params), params
-    )
-    return g.generate_day_table(world, DAY)
+    return g.generate_day_table(g.world_of(params), DAY)
 
 
 def _with(table: pa.Table, name: str, rows: list[int], values: list) -> pa.Table:

@@ -16,16 +16,9 @@ START = dt.date(2025, 6, 2)  # a Monday
 N_DAYS = 28
 
 
-def _world(params: dict) -> g.World:
-    customers = g.build_customers(params)
-    return g.World.from_catalogues(
-        customers, g.build_cards(customers, params), g.build_merchants(params), params
-    )
-
-
 @pytest.fixture(scope="module")
 def default_world(base_params) -> g.World:
-    return _world(base_params)
+    return g.world_of(base_params)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +124,7 @@ def test_fraud_rate_is_near_the_target_and_follows_it(four_weeks, base_params):
     assert 0.6 * base_params["fraud"]["rate"] < rate < 1.4 * base_params["fraud"]["rate"]
     doubled = copy.deepcopy(base_params)
     doubled["fraud"]["rate"] = 2 * base_params["fraud"]["rate"]
-    world = _world(doubled)
+    world = g.world_of(doubled)
     days = [START + dt.timedelta(days=i) for i in range(N_DAYS)]
     doubled_rate = pd.concat([g.generate_day(world, d) for d in days])["is_fraud"].mean()
     assert 1.5 * rate < doubled_rate < 2.5 * rate
@@ -235,13 +228,13 @@ def test_labels_arrive_late_frauds_sooner_with_a_skew(four_weeks, base_params):
 
 def test_same_parameters_give_identical_days(base_params, default_world):
     day = START + dt.timedelta(days=5)
-    again = _world(copy.deepcopy(base_params))
+    again = g.world_of(copy.deepcopy(base_params))
     pd.testing.assert_frame_equal(g.generate_day(default_world, day), g.generate_day(again, day))
 
 
 def test_another_seed_gives_other_data(base_params, default_world):
     day = START + dt.timedelta(days=5)
-    other = _world(copy.deepcopy(base_params) | {"seed": base_params["seed"] + 1})
+    other = g.world_of(copy.deepcopy(base_params) | {"seed": base_params["seed"] + 1})
     a, b = g.generate_day(default_world, day), g.generate_day(other, day)
     assert len(a) != len(b) or not np.allclose(a["amount"], b["amount"], equal_nan=True)
 
@@ -260,12 +253,12 @@ def test_a_day_does_not_depend_on_the_days_generated_around_it(default_world):
 
 def test_corruption_injects_each_defect(base_params):
     params = copy.deepcopy(base_params) | {"corruption_rate": 0.01}
-    day = g.generate_day(_world(params), START)
+    day = g.generate_day(g.world_of(params), START)
     assert (day["amount"] <= 0).sum() > 0
     assert day["amount"].isna().sum() > 0
     assert day["transaction_id"].duplicated().sum() > 0
     assert (day["label_available_at"] < day["event_timestamp"]).sum() > 0
-    clean = g.generate_day(_world(copy.deepcopy(base_params) | {"corruption_rate": 0.0}), START)
+    clean = g.generate_day(g.world_of(copy.deepcopy(base_params) | {"corruption_rate": 0.0}), START)
     assert clean["transaction_id"].is_unique and clean["amount"].gt(0).all()
 
 

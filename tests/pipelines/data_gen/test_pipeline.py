@@ -68,13 +68,7 @@ def test_full_run_writes_every_day_and_conserves_rows(dirty_params, tmp_path):
     valid = pd.read_parquet(tmp_path / "transactions")
     quarantine = pd.read_parquet(tmp_path / "quarantine")
     # Independent count: generate the same days directly, without Ray.
-    customers = g.build_customers(dirty_params)
-    world = g.World.from_catalogues(
-        customers,
-        g.build_cards(customers, dirty_params),
-        g.build_merchants(dirty_params),
-        dirty_params,
-    )
+    world = g.world_of(dirty_params)
     generated = sum(len(g.generate_day(world, d)) for d in days)
     assert len(valid) + len(quarantine) == generated == summary["transactions"]
     assert summary["valid"] == len(valid) and summary["quarantined"] == len(quarantine) > 0

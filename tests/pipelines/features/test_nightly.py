@@ -49,12 +49,7 @@ def history(base_params) -> pd.DataFrame:
     from payments_ml.data_gen import generator as g  # noqa: PLC0415
 
     params = copy.deepcopy(base_params) | {"n_customers": 400, "n_merchants": 80, "n_regions": 4}
-    customers = g.build_customers(params)
-    world = g.World.from_catalogues(
-        customers, g.build_cards(customers, params), g.build_merchants(params), params
-    )
-    days = [START + dt.timedelta(days=i) for i in range(DAYS)]
-    valid, _ = split_by_contract(pd.concat([g.generate_day(world, d) for d in days]))
+    valid, _ = split_by_contract(g.generate_days(g.world_of(params), START, DAYS))
     date = valid["event_timestamp"].dt.strftime("%Y-%m-%d")
     last_day = valid.loc[date == LAST, "customer_id"].unique()
     early = valid.loc[date < str(START + dt.timedelta(days=DAYS - 31)), "customer_id"].unique()

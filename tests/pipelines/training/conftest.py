@@ -24,12 +24,7 @@ def training_set(base_params) -> pd.DataFrame:
     from payments_ml.features import windows as fw  # noqa: PLC0415
 
     params = copy.deepcopy(base_params) | {"n_customers": 2000, "n_merchants": 300, "n_regions": 8}
-    customers = g.build_customers(params)
-    world = g.World.from_catalogues(
-        customers, g.build_cards(customers, params), g.build_merchants(params), params
-    )
-    days = [dt.date(2025, 4, 1) + dt.timedelta(days=i) for i in range(40)]
-    valid, _ = split_by_contract(pd.concat([g.generate_day(world, d) for d in days]))
+    valid, _ = split_by_contract(g.generate_days(g.world_of(params), dt.date(2025, 4, 1), 40))
     return fw.feature_rows(valid.reset_index(drop=True), fw.merchant_daily(valid, DELAY), DELAY)
 
 
