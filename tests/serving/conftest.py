@@ -20,21 +20,33 @@ def small_model(generated_transactions) -> FraudModel:
     """LightGBM on the generated history's features (enough to score, not to be good)."""
     tx = generated_transactions
     rows = fw.feature_rows(tx, fw.merchant_daily(tx, 7), 7)
+    return fraud_model(
+        rows[FEATURES].to_numpy(float),
+        rows["is_fraud"].to_numpy(float),
+        thresholds={"review": 0.05, "decline": 0.5},
+        version="7",
+        rounds=20,
+        num_leaves=7,
+        seed=3,
+    )
+
+
+def fraud_model(
+    x: np.ndarray, y: np.ndarray, *, thresholds: dict, version: str, rounds: int, **params: Any
+) -> FraudModel:
+    """A LightGBM ``FraudModel`` over the real feature list, trained on ``x``, ``y`` with
+    ``params`` (one thread, quiet), registered as ``version``."""
     booster = lgb.train(
-        {"objective": "binary", "verbosity": -1, "num_leaves": 7, "seed": 3, "num_threads": 1},
-        lgb.Dataset(
-            rows[FEATURES].to_numpy(float),
-            rows["is_fraud"].to_numpy(float),
-            feature_name=list(FEATURES),
-        ),
-        num_boost_round=20,
+        {"objective": "binary", "verbosity": -1, "num_threads": 1, **params},
+        lgb.Dataset(x, y, feature_name=list(FEATURES)),
+        num_boost_round=rounds,
     )
     return FraudModel(
         booster=booster,
         features=list(FEATURES),
         defaults=dict(FEATURE_DEFAULTS),
-        thresholds={"review": 0.05, "decline": 0.5},
-        metadata={"registered_version": "7"},
+        thresholds=thresholds,
+        metadata={"registered_version": version},
     )
 
 

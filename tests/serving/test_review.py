@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -15,7 +14,7 @@ import pytest
 from fastapi import HTTPException
 
 from payments_ml.feature_store.backends.packed_sqlite import SqliteReviewState
-from payments_ml.features.definitions import FEATURE_DEFAULTS, FEATURES
+from payments_ml.features.definitions import FEATURES
 from payments_ml.labels import feed
 from payments_ml.labels import review as rules
 from payments_ml.serving.review import (
@@ -26,6 +25,7 @@ from payments_ml.serving.review import (
     token_digest,
 )
 from payments_ml.training.model import FraudModel
+from tests.serving.conftest import fraud_model
 
 DAY = "2025-06-28"
 ANALYSTS = {"ana": token_digest("ana-secret"), "bo": token_digest("bo-secret")}
@@ -36,18 +36,9 @@ def model() -> FraudModel:
     """A tiny model over the real feature list (the desk explains with it)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, len(FEATURES)))
-    booster = lgb.train(
-        {"objective": "binary", "verbosity": -1, "num_leaves": 4, "num_threads": 1},
-        lgb.Dataset(x, (x[:, 0] > 0.5).astype(float), feature_name=list(FEATURES)),
-        num_boost_round=5,
-    )
-    return FraudModel(
-        booster=booster,
-        features=list(FEATURES),
-        defaults=dict(FEATURE_DEFAULTS),
-        thresholds={"review": 0.3, "decline": 0.9},
-        metadata={"registered_version": "1"},
-    )
+    y = (x[:, 0] > 0.5).astype(float)
+    thresholds = {"review": 0.3, "decline": 0.9}
+    return fraud_model(x, y, thresholds=thresholds, version="1", rounds=5, num_leaves=4)
 
 
 def _log(folder, rows: list[tuple]) -> pd.DataFrame:
