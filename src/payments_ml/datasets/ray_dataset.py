@@ -296,9 +296,11 @@ def write_parquet_block(table: pa.Table, folder: str, partition_cols: list[str],
         where = "/".join([path, *partition])
         filesystem.create_dir(where, recursive=True)
         data = table.drop_columns(partition_cols)
-        strings = [f.name for f in data.schema if _is_string(f.type)]
         pq.write_table(
-            data, f"{where}/{name}-0.parquet", filesystem=filesystem, use_dictionary=strings
+            data,
+            f"{where}/{name}-0.parquet",
+            filesystem=filesystem,
+            use_dictionary=_string_columns(data.schema),
         )
         return table.num_rows
     pa_ds.write_dataset(
@@ -343,8 +345,11 @@ def _write_options(schema: pa.Schema) -> pa_ds.FileWriteOptions:
     """Dictionary pages only for string columns: pyarrow's default tries one for every
     column and gives up on each float and count column after a page, which was half the
     time of writing a block of model input (2.6 M rows: 2.2 s, 1.1 s without)."""
-    strings = [f.name for f in schema if _is_string(f.type)]
-    return pa_ds.ParquetFileFormat().make_write_options(use_dictionary=strings)
+    return pa_ds.ParquetFileFormat().make_write_options(use_dictionary=_string_columns(schema))
+
+
+def _string_columns(schema: pa.Schema) -> list[str]:
+    return [f.name for f in schema if _is_string(f.type)]
 
 
 _write_block = ray.remote(write_parquet_block)
