@@ -316,28 +316,33 @@ def test_cancelled_requests_are_counted_apart_from_server_errors(one_replica):
     scorer = one_replica
     url, rows = scorer["url"], scorer["rows"]
 
-    def counts() -> Counter:
-        text = requests.get(f"{url}/metrics", timeout=10).text
+    def counts() -> tuple[str, Counter]:
+        answer = requests.get(f"{url}/metrics", timeout=10)
         found = Counter()
-        for line in text.splitlines():
+        for line in answer.text.splitlines():
             if line.startswith('scorer_requests_total{route="/score"'):
                 status = line.split('status="')[1].split('"')[0]
                 found[status] += float(line.rsplit(" ", 1)[1])
-        return found
+        return answer.headers.get("X-Served-By"), found
+
+    def impatient(i: int) -> tuple[str, float]:
+        body = request_body(rows.iloc[i], transaction_id=f"impatient-{i}-{time.time_ns()}")
+        start = time.monotonic()
+        try:
+            outcome = str(requests.post(f"{url}/score", json=body, timeout=0.1).status_code)
+        except requests.RequestException as error:
+            outcome = type(error).__name__
+        return outcome, round(time.monotonic() - start, 3)
 
     before = counts()
     with _switch(scorer, "slow", "0.4"):
         with ThreadPoolExecutor(max_workers=12) as pool:
-
-            def impatient(i: int) -> None:
-                body = request_body(rows.iloc[i], transaction_id=f"impatient-{i}-{time.time_ns()}")
-                with contextlib.suppress(requests.RequestException):
-                    requests.post(f"{url}/score", json=body, timeout=0.1)
-
-            list(pool.map(impatient, range(12)))
+            clients = list(pool.map(impatient, range(12)))
         time.sleep(1.5)
     after = counts()
-    assert after["499"] - before["499"] >= 1 and after["500"] == before["500"], (before, after)
+    seen = (before, after, clients)
+    assert after[1]["499"] - before[1]["499"] >= 1, seen
+    assert after[1]["500"] == before[1]["500"], seen
 
 
 def test_with_one_replica_a_restart_answers_503_within_a_second(one_replica):
