@@ -1,6 +1,7 @@
 """Nodes of the ingest pipeline: an external transactions file onto the contract, on Ray.
 
-The source is read by Ray Data and mapped block by block (:func:`map_table`). Uniqueness
+The source is read and mapped (:func:`map_table`) by Ray tasks: a CSV file in byte ranges,
+each parsed by pyarrow in its task; Parquet by Ray Data, block by block. Uniqueness
 of ``transaction_id`` spans the whole file, so the mapped rows are hash-partitioned by
 transaction id before the pandera contract checks them; the valid rows are then grouped
 by day (one Parquet file per day, rows in time order, the same on every re-run).
@@ -26,9 +27,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pa_fs
 import ray
 
 from payments_ml.contracts import QUARANTINE_REASON, contract_reasons
+from payments_ml.datasets.csv_ranges import CsvOptions, csv_ranges, map_csv_ranges
 from payments_ml.datasets.file_tasks import tasks_for_cluster
 from payments_ml.datasets.shuffle import shuffle
 from payments_ml.ingest.mapping import (
@@ -164,20 +167,19 @@ def ingest_transactions(
 def _read_and_map(
     plan: SourcePlan, mapper: Callable[..., pa.Table] = map_table
 ) -> tuple[list[ray.ObjectRef], int]:
-    """The source read by Ray Data and mapped by ``mapper`` (:func:`map_table`, or
-    :func:`map_labels` for a labels file): (blocks, rows read)."""
+    """The source read and mapped by ``mapper`` (:func:`map_table`, or :func:`map_labels`
+    for a labels file): (blocks, rows read). A CSV source is cut into byte ranges of about
+    ``batch_rows`` rows, each read and mapped by one task (:mod:`~payments_ml.datasets.
+    csv_ranges`); a Parquet source is read by Ray Data, in batches of ``batch_rows``."""
     start = time.perf_counter()
-    # Batches of batch_rows: the reader's small blocks (about 1 MB of CSV) bundled, so the
-    # shuffle moves a few large pieces instead of hundreds of small ones.
-    mapped_rows = (
-        _read_source(plan)
-        .map_batches(
-            mapper, batch_format="pyarrow", batch_size=plan.batch_rows, fn_kwargs={"plan": plan}
-        )
-        .materialize()
-    )
-    rows_read = mapped_rows.count()  # from the blocks' metadata
-    mapped = mapped_rows.to_arrow_refs()
+    filesystem = plan.filesystem()
+    paths = source_files(plan) or [plan.path]
+    if filesystem is not None:
+        paths = [p.split("://", 1)[-1] for p in paths]
+    if plan.format == "csv":
+        mapped, rows_read = _read_csv(plan, paths, filesystem or pa_fs.LocalFileSystem(), mapper)
+    else:
+        mapped, rows_read = _read_parquet(plan, paths, filesystem, mapper)
     logger.info(
         "Read and mapped %d rows of %s in %d block(s) in %.1f s",
         rows_read,
@@ -186,6 +188,31 @@ def _read_and_map(
         time.perf_counter() - start,
     )
     return mapped, rows_read
+
+
+def _read_csv(
+    plan: SourcePlan, paths: list[str], filesystem: pa_fs.FileSystem, mapper: Callable
+) -> tuple[list[ray.ObjectRef], int]:
+    options = CsvOptions(**plan.csv_options())
+    ranges = csv_ranges(paths, filesystem, options, plan.batch_rows)
+    refs = map_csv_ranges(ranges, filesystem, options, mapper, plan=plan)
+    return [table for table, _ in refs], sum(ray.get([rows for _, rows in refs]))
+
+
+def _read_parquet(
+    plan: SourcePlan, paths: list[str], filesystem: pa_fs.FileSystem | None, mapper: Callable
+) -> tuple[list[ray.ObjectRef], int]:
+    # Batches of batch_rows: the reader's blocks bundled, so the shuffle moves a few
+    # large pieces instead of many small ones.
+    mapped_rows = (
+        ray.data.read_parquet(paths, filesystem=filesystem)
+        .select_columns(plan.source_columns)  # pushed down into the reader
+        .map_batches(
+            mapper, batch_format="pyarrow", batch_size=plan.batch_rows, fn_kwargs={"plan": plan}
+        )
+        .materialize()
+    )
+    return mapped_rows.to_arrow_refs(), mapped_rows.count()  # count: the blocks' metadata
 
 
 def ingest_labels(plan: IngestPlan) -> tuple[ray.data.Dataset, ray.data.Dataset, dict[str, Any]]:
@@ -486,17 +513,6 @@ def _stored_averages(
 
 
 # -- reading and mapping ------------------------------------------------------------------
-
-
-def _read_source(plan: SourcePlan) -> ray.data.Dataset:
-    filesystem = plan.filesystem()
-    paths = source_files(plan) or [plan.path]
-    if filesystem is not None:
-        paths = [p.split("://", 1)[-1] for p in paths]
-    if plan.format == "csv":
-        return ray.data.read_csv(paths, filesystem=filesystem, **plan.csv_options())
-    source = ray.data.read_parquet(paths, filesystem=filesystem)
-    return source.select_columns(plan.source_columns)  # pushed down into the reader
 
 
 def _transaction_groups(table: pa.Table, partitions: int) -> np.ndarray:
