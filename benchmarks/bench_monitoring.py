@@ -46,7 +46,7 @@ from benchmarks.common import load_params, print_table, start_ray, timer
 from payments_ml.contracts import split_by_contract, to_arrow
 from payments_ml.data_gen import generator as g
 from payments_ml.datasets import ParquetFilesDataset, RayParquetDataset
-from payments_ml.datasets.ray_dataset import write_parquet_block
+from payments_ml.datasets.parquet_writes import write_parquet_block
 from payments_ml.monitoring import quality as qu
 from payments_ml.pipelines.monitoring import nodes
 

@@ -174,7 +174,7 @@ def test_replace_partitions_needs_partition_columns(path):
 def test_a_block_is_written_where_the_split_would_put_it(tmp_path, days):
     import pyarrow.dataset as pa_ds  # noqa: PLC0415
 
-    from payments_ml.datasets.ray_dataset import write_parquet_block  # noqa: PLC0415
+    from payments_ml.datasets.parquet_writes import write_parquet_block  # noqa: PLC0415
 
     table = pa.table({"id": ["x", "y", "z"], "amount": [1.5, 2.0, None], "event_date": days})
     written = {}

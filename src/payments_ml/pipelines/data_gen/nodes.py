@@ -91,11 +91,11 @@ def generate_transactions(
     valid_refs, quarantine_refs, count_refs, fraud_refs = zip(
         *(task.remote(world, d) for d in days), strict=True
     )
-    counts = pd.concat(gather(list(count_refs), "days generated"), ignore_index=True)
+    counts = pa.concat_tables(gather(list(count_refs), "days generated")).to_pandas()
     summary = summarize(counts)
     if summary["transactions"] != summary["valid"] + summary["quarantined"]:
         raise RuntimeError(f"contract split lost rows: {summary}")
-    frauds = ray.get(list(fraud_refs))
+    frauds = [pa.concat_tables(ray.get(list(fraud_refs))).to_pandas()]
     if params.get("run_date"):
         frauds.append(_earlier_frauds(transaction_files, days[0]))
     labels = chargebacks(
@@ -113,7 +113,9 @@ def generate_transactions(
         len(labels),
     )
     valid = ray.data.from_arrow_refs(list(valid_refs))
-    quarantine = ray.data.from_arrow_refs(list(quarantine_refs))
+    # A few rows a day: one block, not one per day (each block costs Ray Data a metadata
+    # task and the catalog a write task).
+    quarantine = ray.data.from_arrow_refs([_concat.remote(*quarantine_refs)])
     return valid, quarantine, ray.data.from_pandas(labels), summary
 
 
@@ -136,17 +138,21 @@ def _earlier_frauds(files: pads.Dataset | None, day: dt.date) -> pd.DataFrame:
 
 
 @ray.remote
-def _generate_day(
-    world: World, day: dt.date
-) -> tuple[pa.Table, pa.Table, pd.DataFrame, pd.DataFrame]:
-    # Arrow from end to end: the day is built, checked and counted without pandas.
+def _generate_day(world: World, day: dt.date) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table]:
+    # Arrow from end to end: the day is built, checked and counted without pandas, and
+    # the driver converts the days' counts and frauds to pandas once, not 90 times.
     with partition_scope(event_date=day.isoformat()):  # a failure names its day
         valid, quarantine = split_table_by_contract(generate_day_table(world, day))
-        frauds = valid.filter(valid.column("is_fraud")).select(_FRAUD_COLUMNS).to_pandas()
+        frauds = valid.filter(valid.column("is_fraud")).select(_FRAUD_COLUMNS)
         return valid, quarantine, _count(valid, quarantine), frauds
 
 
-def _count(valid: pa.Table, quarantine: pa.Table) -> pd.DataFrame:
+@ray.remote
+def _concat(*tables: pa.Table) -> pa.Table:
+    return pa.concat_tables(tables, promote_options="default")  # a day without a defect: null types
+
+
+def _count(valid: pa.Table, quarantine: pa.Table) -> pa.Table:
     """Rows per (event_date, scenario, reason): ``genuine`` for no scenario, ``""`` for valid."""
     reason = pa.repeat(pa.scalar("", pa.string()), valid.num_rows)
     keys = pa.concat_tables(
@@ -161,7 +167,7 @@ def _count(valid: pa.Table, quarantine: pa.Table) -> pd.DataFrame:
     keys = keys.set_column(1, "scenario", scenario)
     columns = ["event_date", "scenario", "reason"]
     counts = keys.group_by(columns).aggregate([([], "count_all")])
-    return counts.rename_columns({"count_all": "n"}).select([*columns, "n"]).to_pandas()
+    return counts.rename_columns({"count_all": "n"}).select([*columns, "n"])
 
 
 def summarize(counts: pd.DataFrame) -> dict[str, Any]:
