@@ -12,18 +12,18 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import ray
 
-from payments_ml.contracts import ARROW_TYPES, QUARANTINE_REASON, split_table_by_contract
+from payments_ml.contracts import ARROW_TYPES
+from payments_ml.data_gen.days import FRAUD_COLUMNS, checked_day, concat_days
 from payments_ml.data_gen.generator import (
     World,
     build_cards,
     build_customers,
     build_merchants,
     day_number,
-    generate_day_table,
 )
+from payments_ml.datasets.blocks import dataset_from_blocks
 from payments_ml.datasets.progress import gather
 from payments_ml.labels.feed import chargebacks
-from payments_ml.structured_logging import partition_scope
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +87,8 @@ def generate_transactions(
         len(customers),
         len(merchants),
     )
-    task = _generate_day.options(num_returns=4, name="generate_day")
-    valid_refs, quarantine_refs, count_refs, fraud_refs = zip(
+    task = _generate_day.options(num_returns=5, name="generate_day")
+    valid_refs, quarantine_refs, count_refs, fraud_refs, info_refs = zip(
         *(task.remote(world, d) for d in days), strict=True
     )
     counts = pa.concat_tables(gather(list(count_refs), "days generated")).to_pandas()
@@ -112,20 +112,17 @@ def generate_transactions(
         100 * summary["fraud_rate"],
         len(labels),
     )
-    valid = ray.data.from_arrow_refs(list(valid_refs))
+    valid = dataset_from_blocks(list(valid_refs), ray.get(list(info_refs)))
     # A few rows a day: one block, not one per day (each block costs Ray Data a metadata
     # task and the catalog a write task).
     quarantine = ray.data.from_arrow_refs([_concat.remote(*quarantine_refs)])
     return valid, quarantine, ray.data.from_pandas(labels), summary
 
 
-_FRAUD_COLUMNS = ["transaction_id", "is_fraud", "label_available_at"]
-
-
 def _earlier_frauds(files: pads.Dataset | None, day: dt.date) -> pd.DataFrame:
     """The frauds of the days before ``day`` whose report is not in yet at its start."""
     if files is None:
-        return pd.DataFrame(columns=_FRAUD_COLUMNS)
+        return pd.DataFrame(columns=FRAUD_COLUMNS)
     start = pa.scalar(
         pd.Timestamp(day, tz="UTC").to_pydatetime(), ARROW_TYPES["label_available_at"]
     )
@@ -134,40 +131,12 @@ def _earlier_frauds(files: pads.Dataset | None, day: dt.date) -> pd.DataFrame:
         & pc.field("is_fraud")
         & (pc.field("label_available_at") >= start)
     )
-    return files.to_table(columns=_FRAUD_COLUMNS, filter=wanted).to_pandas()
+    return files.to_table(columns=FRAUD_COLUMNS, filter=wanted).to_pandas()
 
 
-@ray.remote
-def _generate_day(world: World, day: dt.date) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table]:
-    # Arrow from end to end: the day is built, checked and counted without pandas, and
-    # the driver converts the days' counts and frauds to pandas once, not 90 times.
-    with partition_scope(event_date=day.isoformat()):  # a failure names its day
-        valid, quarantine = split_table_by_contract(generate_day_table(world, day))
-        frauds = valid.filter(valid.column("is_fraud")).select(_FRAUD_COLUMNS)
-        return valid, quarantine, _count(valid, quarantine), frauds
-
-
-@ray.remote
-def _concat(*tables: pa.Table) -> pa.Table:
-    return pa.concat_tables(tables, promote_options="default")  # a day without a defect: null types
-
-
-def _count(valid: pa.Table, quarantine: pa.Table) -> pa.Table:
-    """Rows per (event_date, scenario, reason): ``genuine`` for no scenario, ``""`` for valid."""
-    reason = pa.repeat(pa.scalar("", pa.string()), valid.num_rows)
-    keys = pa.concat_tables(
-        [
-            valid.select(["event_date", "fraud_scenario"]).append_column("reason", reason),
-            quarantine.select(["event_date", "fraud_scenario", QUARANTINE_REASON]).rename_columns(
-                ["event_date", "fraud_scenario", "reason"]
-            ),
-        ]
-    )
-    scenario = pc.fill_null(keys.column("fraud_scenario"), "genuine")
-    keys = keys.set_column(1, "scenario", scenario)
-    columns = ["event_date", "scenario", "reason"]
-    counts = keys.group_by(columns).aggregate([([], "count_all")])
-    return counts.rename_columns({"count_all": "n"}).select([*columns, "n"])
+# The tasks' functions live in a module without pandas (see payments_ml.data_gen.days).
+_generate_day = ray.remote(checked_day)
+_concat = ray.remote(concat_days)
 
 
 def summarize(counts: pd.DataFrame) -> dict[str, Any]:
