@@ -117,8 +117,8 @@ def cluster_run(tmp_path_factory) -> ClusterRun:
 
 
 def test_tasks_ran_on_both_nodes(cluster_run):
-    """Ray's state API: data_gen's day tasks, the features stage's partition tasks and the
-    Tune trials each used both the head and the worker."""
+    """Ray's state API: data_gen's tasks (runs of days), the features stage's partition
+    tasks and the Tune trials each used both the head and the worker."""
     from ray.util.state import list_tasks  # noqa: PLC0415
 
     tasks = list_tasks(
@@ -137,10 +137,10 @@ def test_tasks_ran_on_both_nodes(cluster_run):
     features = {"read_by_customer", "concat_customer_partition", "training_rows"}
     features |= {"merchant_daily", "write_parquet_block"}
     feature_nodes = set().union(*(nodes_by_task[name] for name in features))
-    summary = {name: dict(per_node[name]) for name in sorted(features | {"generate_day"})}
+    summary = {name: dict(per_node[name]) for name in sorted(features | {"generate_days"})}
     print(f"\ntasks per node: {json.dumps(summary)}")  # noqa: T201 (the closing note's figure)
     assert len(cluster_run.node_ids) == 2
-    for name in ("generate_day", "read_by_customer", "training_rows"):
+    for name in ("generate_days", "read_by_customer", "training_rows"):
         assert nodes_by_task[name] == cluster_run.node_ids, summary
     assert feature_nodes == cluster_run.node_ids, summary
     # Two 1-CPU trials at once on two 1-CPU nodes: one trial per node.

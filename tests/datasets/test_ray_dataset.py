@@ -167,7 +167,8 @@ def test_replace_partitions_needs_partition_columns(path):
     "days",
     [
         ["2025-03-01"] * 3,  # one plain partition: written whole, not split
-        ["2025-03-01", "2025-03-02", "2025-03-01"],  # two: split
+        ["2025-03-01", "2025-03-01", "2025-03-02"],  # two runs: written run by run
+        ["2025-03-01", "2025-03-02", "2025-03-01"],  # a partition in two runs: split
         ["a b/c"] * 3,  # a value Hive's paths escape: split
     ],
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pa_ds
@@ -20,23 +21,23 @@ import ray
 def write_parquet_block(table: pa.Table, folder: str, partition_cols: list[str], name: str) -> int:
     """Write one block as Parquet, split into Hive partitions; returns its row count.
 
-    A block of one partition (a day's block of a day-partitioned folder) is written as
-    one file where the split would put it, without the split: 26 ms against 50 ms for a
-    116 k-row day (data_gen writes 90 of them)."""
+    A block whose partitions are runs of rows (days in time order: data_gen's blocks of a
+    few days, a day's block) is written run by run, one file each where the split would
+    put it, named as the split names it: 26 ms against 50 ms for a 116 k-row day."""
     if not table.num_rows:
         return 0
     filesystem, path = pa_fs.FileSystem.from_uri(folder)
-    partition = _one_partition(table, partition_cols)
-    if partition is not None:
-        where = "/".join([path, *partition])
-        filesystem.create_dir(where, recursive=True)
-        data = table.drop_columns(partition_cols)
-        pq.write_table(
-            data,
-            f"{where}/{name}-0.parquet",
-            filesystem=filesystem,
-            use_dictionary=_string_columns(data.schema),
-        )
+    runs = _partition_runs(table, partition_cols)
+    if runs is not None:
+        strings = _string_columns(table.drop_columns(partition_cols).schema)
+        for where, start, length in runs:
+            filesystem.create_dir(f"{path}/{where}", recursive=True)
+            pq.write_table(
+                table.slice(start, length).drop_columns(partition_cols),
+                f"{path}/{where}/{name}-0.parquet",
+                filesystem=filesystem,
+                use_dictionary=strings,
+            )
         return table.num_rows
     pa_ds.write_dataset(
         table,
@@ -52,24 +53,36 @@ def write_parquet_block(table: pa.Table, folder: str, partition_cols: list[str],
     return table.num_rows
 
 
+# A run of rows of one partition: (its folder, "col=value/..."; first row; rows).
+Run = tuple[str, int, int]
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9._-]+")  # nothing Hive's path encoding would escape
 
 
-def _one_partition(table: pa.Table, partition_cols: list[str]) -> list[str] | None:
-    """``["col=value", ...]`` when every partition column holds one plain string value
-    throughout ``table`` (no null); else None (the block is split as usual)."""
+def _partition_runs(
+    table: pa.Table, partition_cols: list[str]
+) -> list[tuple[str, int, int]] | None:
+    """``(folder, first row, rows)`` of each run of rows sharing their partition values,
+    when each combination of values is one run and every value is a plain string (no
+    null); else None (the block is split as usual)."""
     if not partition_cols:
         return None
-    folders = []
+    combined = np.zeros(table.num_rows, dtype=np.int64)
     for name in partition_cols:
         column = table[name]
         if not _is_string(column.type) or column.null_count:
             return None
-        first = column[0].as_py()
-        if not _PLAIN_VALUE.fullmatch(first) or not pc.all(pc.equal(column, first)).as_py():
+        encoded = pc.dictionary_encode(column.combine_chunks())
+        if not all(_PLAIN_VALUE.fullmatch(v) for v in encoded.dictionary.to_pylist()):
             return None
-        folders.append(f"{name}={first}")
-    return folders
+        combined = combined * len(encoded.dictionary) + encoded.indices.to_numpy()
+    starts = np.r_[0, np.flatnonzero(np.diff(combined)) + 1]
+    if len(np.unique(combined[starts])) != len(starts):  # a combination in two runs
+        return None
+    ends = np.r_[starts[1:], table.num_rows]
+    return [
+        ("/".join(f"{name}={table[name][a].as_py()}" for name in partition_cols), a, b - a)
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
 
 
 def _is_string(kind: pa.DataType) -> bool:
