@@ -55,18 +55,32 @@ def write_parquet_block(table: pa.Table, folder: str, partition_cols: list[str],
 
 # A run of rows of one partition: (its folder, "col=value/..."; first row; rows).
 Run = tuple[str, int, int]
+_HEAD_ROWS = 4096
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9._-]+")  # nothing Hive's path encoding would escape
 
 
-def _partition_runs(
-    table: pa.Table, partition_cols: list[str]
-) -> list[tuple[str, int, int]] | None:
+def _partition_runs(table: pa.Table, partition_cols: list[str]) -> list[Run] | None:
     """``(folder, first row, rows)`` of each run of rows sharing their partition values,
     when each combination of values is one run and every value is a plain string (no
-    null); else None (the block is split as usual)."""
-    if not partition_cols:
+    null); else None (the block is split as usual). The block's first rows are looked at
+    first: a block in customer order (features) fails there, in well under a millisecond,
+    rather than after 0.1 s of encoding 2.6 M rows."""
+    if not partition_cols or _run_starts(table.slice(0, _HEAD_ROWS), partition_cols) is None:
         return None
-    combined = np.zeros(table.num_rows, dtype=np.int64)
+    starts = _run_starts(table, partition_cols)
+    if starts is None:
+        return None
+    ends = np.r_[starts[1:], table.num_rows]
+    return [
+        ("/".join(f"{name}={table[name][a].as_py()}" for name in partition_cols), a, b - a)
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
+
+
+def _run_starts(table: pa.Table, partition_cols: list[str]) -> np.ndarray | None:
+    """The first row of each run of equal partition values, or None when a combination
+    of values comes in two runs or a value is not a plain string."""
+    combined, distinct = np.zeros(table.num_rows, dtype=np.int64), 1
     for name in partition_cols:
         column = table[name]
         if not _is_string(column.type) or column.null_count:
@@ -75,14 +89,11 @@ def _partition_runs(
         if not all(_PLAIN_VALUE.fullmatch(v) for v in encoded.dictionary.to_pylist()):
             return None
         combined = combined * len(encoded.dictionary) + encoded.indices.to_numpy()
-    starts = np.r_[0, np.flatnonzero(np.diff(combined)) + 1]
-    if len(np.unique(combined[starts])) != len(starts):  # a combination in two runs
-        return None
-    ends = np.r_[starts[1:], table.num_rows]
-    return [
-        ("/".join(f"{name}={table[name][a].as_py()}" for name in partition_cols), a, b - a)
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
-    ]
+        distinct *= len(encoded.dictionary)
+    starts = np.r_[0, np.flatnonzero(combined[1:] != combined[:-1]) + 1]
+    if len(starts) > distinct or len(np.unique(combined[starts])) != len(starts):
+        return None  # a combination in two runs
+    return starts
 
 
 def _is_string(kind: pa.DataType) -> bool:
