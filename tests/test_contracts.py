@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from payments_ml import contracts
 from payments_ml.contracts import ContractError, contract_reasons, split_by_contract
 
 
@@ -96,23 +95,3 @@ def test_the_index_of_the_input_does_not_matter(transactions):
     valid, quarantine = split_by_contract(shuffled)
     assert list(quarantine["transaction_id"]) == ["tx-1"]
     assert len(valid) == 6
-
-
-@pytest.mark.parametrize(
-    "values",
-    [
-        ["2025-06-01", "2024-02-29"],
-        ["2025-02-30", "2025-06-01"],  # no such day
-        ["2025-6-1"],  # not zero-padded: pandas' format reads it
-        ["1677-09-21", "1677-09-22", "2262-04-11", "2262-04-12"],  # nanoseconds' range
-        ["0000-01-01", "2025-13-01", "x", None],
-        [],
-    ],
-)
-def test_partition_days_are_read_as_pandas_reads_them(values):
-    """The Arrow path's day parser (numpy for plain ISO days) agrees with pandas."""
-    expected = pd.to_datetime(
-        pd.Series(values, dtype=object), utc=True, errors="coerce", format="%Y-%m-%d"
-    ).to_numpy("datetime64[ns]")
-    got = contracts._parse_days(values)
-    assert got.dtype == expected.dtype and np.array_equal(got, expected, equal_nan=True)

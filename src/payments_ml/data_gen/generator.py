@@ -1,28 +1,22 @@
 """The synthetic payments world: entity catalogues and one day of transactions.
 
-Everything here is plain numpy and Arrow (pandas for the catalogues) and deterministic:
-each random draw comes from a generator seeded by ``(seed, stream, day)``, so a day
-depends only on the parameters and its own date. Fraud that spans several days (a store
-skimmed today, its cards defrauded weeks later) is planned from the day it *starts*;
-generating day D replays the plans of the days before it, which keeps every day
-independent of the days actually generated.
+Everything here is plain numpy/pandas and deterministic: each random draw comes from a
+generator seeded by ``(seed, stream, day)``, so a day depends only on the parameters and
+its own date. Fraud that spans several days (a store skimmed today, its cards defrauded
+weeks later) is planned from the day it *starts*; generating day D replays the plans of
+the days before it, which keeps every day independent of the days actually generated.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-# pandas is imported by the functions that build catalogues and frames, not here: a Ray
-# worker generating days (Arrow from end to end) starts without it (0.3 s sooner).
 
 NS_PER_SECOND = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_SECOND
@@ -52,8 +46,6 @@ def _zipf_weights(n: int, exponent: float, rng: np.random.Generator) -> np.ndarr
 
 def build_customers(params: dict[str, Any]) -> pd.DataFrame:
     """Customers with a home city and a spending profile (amount, rate, active hours)."""
-    import pandas as pd  # noqa: PLC0415
-
     cfg = params["customers"]
     n, n_regions = int(params["n_customers"]), int(params["n_regions"])
     if n < 1 or n_regions < 1:
@@ -88,8 +80,6 @@ def _region_centres(params: dict[str, Any]) -> np.ndarray:
 
 def build_cards(customers: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
     """One to three cards per customer; the first is the primary card."""
-    import pandas as pd  # noqa: PLC0415
-
     cfg = params["customers"]
     rng = _rng(params["seed"], _CARDS)
     probs = cfg["cards_per_customer_probs"]
@@ -112,8 +102,6 @@ def build_cards(customers: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame
 
 def build_merchants(params: dict[str, Any]) -> pd.DataFrame:
     """Merchants with a category (MCC), a city or online-only, a channel mix and Zipf popularity."""
-    import pandas as pd  # noqa: PLC0415
-
     cfg = params["merchants"]
     n, n_regions = int(params["n_merchants"]), int(params["n_regions"])
     if n < n_regions:
@@ -224,8 +212,6 @@ class World:
         params: dict[str, Any],
     ) -> World:
         """Index the catalogues for vectorised sampling."""
-        import pandas as pd  # noqa: PLC0415
-
         n_regions = int(params["n_regions"])
         cust_index = pd.Index(customers["customer_id"])
         cards = cards.sort_values(["customer_id", "is_primary"], ascending=[True, False])
@@ -566,9 +552,7 @@ def world_of(params: dict[str, Any]) -> World:
 
 def generate_days(world: World, start: dt.date, n_days: int) -> pd.DataFrame:
     """All transactions of ``n_days`` days from ``start``, in one process (tests and
-    benchmarks; the pipeline generates each day in its own Ray task)."""
-    import pandas as pd  # noqa: PLC0415
-
+    benchmarks; the pipeline generates runs of days in Ray tasks)."""
     days = [generate_day(world, start + dt.timedelta(days=i)) for i in range(n_days)]
     return pd.concat(days, ignore_index=True)
 
