@@ -69,7 +69,7 @@ def generate_transactions(
 ) -> tuple[ray.data.Dataset, ray.data.Dataset, ray.data.Dataset, dict[str, Any]]:
     """Generate the days in Ray tasks and check each row against the contract.
 
-    A task builds a run of days (4 runs per CPU of the cluster), splits them into valid
+    A task builds a run of days (at least 4 runs per CPU of the cluster), splits them into valid
     and quarantined rows and counts them. The tables stay in Ray's object store (spilled
     to disk when large) until the catalog writes them, a file per day; only the counts
     and the frauds come back to this process.
