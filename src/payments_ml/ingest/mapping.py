@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from payments_ml.config import absolute_path
 from payments_ml.contracts import ARROW_TYPES, CONTRACT_COLUMNS, QUARANTINE_REASON
+from payments_ml.datasets.csv_ranges import COMPRESSED
 from payments_ml.labels.feed import FEED_COLUMNS, FEED_SCHEMA
 
 SOURCE_RECORD = "source_record"
@@ -81,8 +82,7 @@ _LABELS_KEYS = {"path", "format", "fs_args", "csv", "columns", "timestamp", "lab
 _CSV_KEYS = {"delimiter", "quote_char", "escape_char", "encoding", "skip_rows", "null_values"}
 _TIMESTAMP_KEYS = {"column", "time_column", "unit", "origin", "format", "timezone"}
 _CATALOGUES = ("customers", "cards", "merchants")
-_COMPRESSION = (".gz", ".bz2", ".zst", ".lz4", ".br")
-_CSV_SUFFIXES = tuple(f"{s}{c}" for s in (".csv", ".tsv", ".txt") for c in ("", *_COMPRESSION))
+_CSV_SUFFIXES = tuple(f"{s}{c}" for s in (".csv", ".tsv", ".txt") for c in ("", *COMPRESSED))
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _INT64_MAX = 2**63 - 1
 _NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
@@ -761,7 +761,7 @@ def _source_format(plan: SourcePlan, fmt: str | None) -> str:
     if fmt != "auto":
         raise ValueError(f"{plan.where}.format must be auto, csv or parquet, got {fmt!r}")
     name = plan.path.lower().rstrip("/")
-    for suffix in _COMPRESSION:
+    for suffix in COMPRESSED:
         name = name.removesuffix(suffix)
     if name.endswith(_CSV_SUFFIXES):
         return "csv"
