@@ -116,14 +116,15 @@ def generate_raw(n_customers: int, out: Path) -> int:
 
 
 def run_ray(raw: Path, out: Path) -> tuple[Any, Any, pd.DataFrame]:
+    """The full build's nodes, in the order `kedro run --pipelines features` runs them."""
     params = {"label_delay_days": DELAY, "partitions": None}
     files = ParquetFilesDataset(filepath=str(raw)).load()  # what the catalog's view opens
     by_customer = nodes.partition_by_customer(None, files, None, params)
     merchant_days = nodes.aggregate_merchant_days(by_customer, None, NO_LABELS, params)
-    merchant_snapshots = nodes.build_merchant_snapshots(merchant_days, params)
     training_set, customer_snapshots = nodes.build_customer_features(
         by_customer, merchant_days, params
     )
+    merchant_snapshots = nodes.build_merchant_snapshots(merchant_days, params)
     RayParquetDataset(filepath=str(out), partition_cols=["event_date"]).save(training_set)
     return merchant_snapshots, customer_snapshots, merchant_days
 
@@ -137,10 +138,10 @@ def run_night(raw: Path, state: Path, night: str) -> None:
     stored = ParquetFilesDataset(filepath=str(state / "merchant_days.parquet"), partitioning=None)
     by_customer = nodes.partition_by_customer(None, files, stored.load(), params)
     merchant_days = nodes.aggregate_merchant_days(by_customer, stored.load(), NO_LABELS, params)
-    merchant_snapshots = nodes.build_merchant_snapshots(merchant_days, params)
     training_set, customer_snapshots = nodes.build_customer_features(
         by_customer, merchant_days, params
     )
+    merchant_snapshots = nodes.build_merchant_snapshots(merchant_days, params)
     for name, column, data in (
         ("training_set", "event_date", training_set),
         ("customer_snapshots", "run_date", customer_snapshots),

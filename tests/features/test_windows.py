@@ -191,3 +191,44 @@ def test_request_sized_code_paths_give_the_same_bits(generated_transactions, mon
     unknown = fw._Keys(np.array([5, 9]), days=[np.array([100])])
     monkeypatch.setattr(fw, "_SMALL", 256)
     assert unknown(np.array([9, 7, 5]), np.array([100, 100, 100]))[1] < 0  # not in the ranking
+
+
+def _with_a_burst(tx: pd.DataFrame) -> pd.DataFrame:
+    """``tx`` plus one customer's 360 transactions in 90 minutes across midnight, three at
+    each instant 45 s apart: the last hour holds more rows than a few gallops back reach,
+    and it starts exactly at an earlier instant (in: the window is [t - 1 h, t))."""
+    start = D - pd.Timedelta(minutes=45)
+    times = [start + pd.Timedelta(seconds=45 * (i // 3)) for i in range(360)]
+    burst = _tx([(10**6, t, 1.0 + i / 8) for i, t in enumerate(times)])
+    burst["transaction_id"] = [f"b{i}" for i in range(len(burst))]
+    return pd.concat([tx[burst.columns], burst], ignore_index=True)
+
+
+def _request_path(tx: pd.DataFrame, daily: pd.DataFrame) -> dict[str, np.ndarray]:
+    """What the scorer computes for each transaction: the snapshot of its day, plus the
+    customer's transactions of that day as today's part (merged as request streams)."""
+    cust = tx["customer_id"].to_numpy(np.int64)
+    ns, amount = fw.to_ns(tx["event_timestamp"]), tx["amount"].to_numpy(float)
+    snapshot = fw.customer_snapshot_columns(daily, cust, fw.day_of(ns))
+    return fw.customer_window_columns(cust, ns, snapshot, (cust, ns, amount))
+
+
+@pytest.mark.parametrize("from_day", [None, 0, 9])
+def test_training_rows_equal_the_request_path_bit_for_bit(generated_transactions, from_day):
+    """The training rows read today's part off the sorted history; a request merges it
+    from a stream. Same numbers, to the last bit (from_day: a night's rows only)."""
+    tx = _with_a_burst(generated_transactions.sample(frac=1.0, random_state=0))
+    history = fw.sorted_history(tx)
+    daily = fw.customer_daily(tx, history)
+    first = int(fw.day_of(fw.to_ns(tx["event_timestamp"])).min())
+    night = None if from_day is None else first + from_day
+    ours = fw.history_customer_columns(history, daily, night)
+    requests = tx if night is None else tx[fw.day_of(fw.to_ns(tx["event_timestamp"])) >= night]
+    cust, ns = requests["customer_id"].to_numpy(np.int64), fw.to_ns(requests["event_timestamp"])
+    snapshot = fw.customer_snapshot_columns(daily, cust, fw.day_of(ns))
+    everyone = (tx["customer_id"].to_numpy(np.int64), fw.to_ns(tx["event_timestamp"]), tx["amount"])
+    theirs = fw.customer_window_columns(cust, ns, snapshot, everyone)
+    assert sorted(ours) == sorted(theirs) and len(ours["customer_tx_count_1h"]) == len(requests)
+    for name, values in theirs.items():
+        np.testing.assert_array_equal(ours[name], values, err_msg=name)
+    assert ours["customer_tx_count_1h"].max() >= 60  # the burst: many rows in the last hour

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -86,30 +86,55 @@ class _Keys:
 # -- customers --------------------------------------------------------------------------
 
 
-def customer_daily(tx: pd.DataFrame) -> pd.DataFrame:
-    """Per customer and UTC day: count, amount sum, latest timestamp, last-hour timestamps.
+class History(NamedTuple):
+    """Transactions sorted by customer, then time (rows at the same instant in input order):
+    one sort that :func:`customer_daily` and the training rows (:func:`feature_columns`)
+    share."""
 
-    Args:
-        tx: Transactions with ``customer_id``, ``event_timestamp`` and ``amount`` (a
-            DataFrame, or any mapping of arrays).
-    """
+    order: np.ndarray  # input position of each sorted row
+    customer_id: np.ndarray
+    ns: np.ndarray
+    amount: np.ndarray
+    day: np.ndarray
+    day_starts: np.ndarray  # first row of each (customer, day): the rows of customer_daily
+
+
+def sorted_history(tx: Mapping[str, Any]) -> History:
+    """``tx`` (``customer_id``, ``event_timestamp``, ``amount``: a DataFrame or any mapping
+    of arrays) sorted by customer, then time."""
     cust = np.asarray(tx["customer_id"], np.int64)
     ns = to_ns(tx["event_timestamp"])
     amount = np.asarray(tx["amount"], float)
     order = np.lexsort((ns, cust))
     cust, ns, amount = cust[order], ns[order], amount[order]
     day = day_of(ns)
-    starts = _group_starts(cust, day)
-    ends = np.r_[starts[1:], len(cust)]
-    late = ns >= (day + 1) * NS_DAY - NS_HOUR
+    return History(order, cust, ns, amount, day, _group_starts(cust, day))
+
+
+def customer_daily(tx: Mapping[str, Any], history: History | None = None) -> pd.DataFrame:
+    """Per customer and UTC day: count, amount sum, latest timestamp, last-hour timestamps.
+
+    Args:
+        tx: Transactions with ``customer_id``, ``event_timestamp`` and ``amount`` (a
+            DataFrame, or any mapping of arrays).
+        history: :func:`sorted_history` of ``tx``, where the caller has it already.
+
+    Returns:
+        One row per customer and day, in that order (row ``i`` is the group starting at
+        ``history.day_starts[i]``).
+    """
+    h = sorted_history(tx) if history is None else history
+    starts, ns = h.day_starts, h.ns
+    ends = np.r_[starts[1:], len(ns)]
+    late = ns >= (h.day + 1) * NS_DAY - NS_HOUR
     group_of_row = np.repeat(np.arange(len(starts)), ends - starts)
     late_lists = _lists(ns[late], group_of_row[late], len(starts))
     return pd.DataFrame(
         {
-            "customer_id": cust[starts],
-            "day": day[starts],
+            "customer_id": h.customer_id[starts],
+            "day": h.day[starts],
             "tx_count": (ends - starts).astype(np.int64),
-            "amount_sum": np.add.reduceat(amount, starts) if len(starts) else np.zeros(0),
+            "amount_sum": np.add.reduceat(h.amount, starts) if len(starts) else np.zeros(0),
             "last_tx_ns": ns[ends - 1],
             "late_tx_ns": late_lists,
         }
@@ -125,7 +150,7 @@ def customer_snapshot(
 
 
 def customer_snapshot_columns(
-    daily: pd.DataFrame, customer_id: np.ndarray, day: np.ndarray
+    daily: pd.DataFrame, customer_id: np.ndarray, day: np.ndarray, *, lists: bool = True
 ) -> dict[str, np.ndarray]:
     """The full-day part of every customer window as of midnight of ``day``, per query.
 
@@ -133,6 +158,8 @@ def customer_snapshot_columns(
         daily: Output of :func:`customer_daily` (any number of customers and days).
         customer_id: Queried customers.
         day: Queried UTC day numbers (the snapshot is as of that day's midnight).
+        lists: Also ``last_tx_ns`` and ``late_tx_ns`` (the windows' counts and sums only,
+            without).
 
     Returns:
         One row per query: ``tx_count_{w}d``, ``amount_sum_{w}d`` over days
@@ -144,7 +171,7 @@ def customer_snapshot_columns(
     counts = np.r_[0, np.cumsum(daily["tx_count"].to_numpy()[order])]
     # Amount prefixes restart at each customer: small magnitudes, no cancellation error.
     amounts = daily["amount_sum"].to_numpy(float)[order]
-    inclusive = _prefix_within(amounts, dkey >> _DAY_BITS) + amounts
+    inclusive = _cumsum_within(amounts, dkey >> _DAY_BITS)
     qkey = keys(customer_id, day)
     keys(customer_id, day - max(WINDOW_DAYS))  # checks the look-back stays in range
     search = _SortedSearch(dkey, qkey)
@@ -160,6 +187,8 @@ def customer_snapshot_columns(
         lo = search(-w)  # key(c, day - w) = key(c, day) - w
         out[f"tx_count_{w}d"] = counts[hi] - counts[lo]
         out[f"amount_sum_{w}d"] = amount_before(hi) - amount_before(lo)
+    if not lists:
+        return out
     prev = hi - 1
     has_prev = (prev >= 0) & ((dkey[np.maximum(prev, 0)] >> _DAY_BITS) == rank)
     last = daily["last_tx_ns"].to_numpy(np.int64)[order]
@@ -266,22 +295,47 @@ def customer_window_columns(
     ev_kind = np.concatenate([np.ones(len(t_ns), np.int8), np.zeros(2 * n, np.int8)])
     order = np.lexsort((ev_kind, ev_ns, ev_key))
     is_tx = ev_kind[order] == 1
-    amount = np.concatenate([t_amount, np.zeros(2 * n)])[order]
     n_before = np.cumsum(is_tx) - is_tx  # transactions strictly before each event, globally
     sorted_key, sorted_ns = ev_key[order], ev_ns[order]
-    sum_before = _prefix_within(amount, sorted_key)  # restarts at each (customer, day)
+    # Running sums over the transactions alone (restarting at each customer and day), as
+    # the training rows sum them: the same additions, the same bits.
+    tx_order = order[is_tx]
+    running = _cumsum_within(t_amount[tx_order], ev_key[tx_order])
     group_start = np.searchsorted(sorted_key, sorted_key, side="left")
     position = np.empty(len(order), np.int64)
     position[order] = np.arange(len(order))
     at_request, at_marker = position[len(t_ns) : len(t_ns) + n], position[len(t_ns) + n :]
     start = group_start[at_request]
     today_count = n_before[at_request] - n_before[start]
-    today_sum = sum_before[at_request]
-    hour_count = n_before[at_request] - n_before[at_marker]
+    today_sum = np.where(today_count > 0, running[np.maximum(n_before[at_request] - 1, 0)], 0.0)
+    hour_count = n_before[at_request] - n_before[at_marker]  # today's part of the last hour
     last_tx_pos = np.maximum.accumulate(np.where(is_tx, np.arange(len(order)), -1))[at_request]
     seen_today = (last_tx_pos >= start) & (last_tx_pos >= 0)
     today_last = np.where(seen_today, sorted_ns[np.maximum(last_tx_pos, 0)], _NONE)
 
+    last = np.maximum(today_last, np.asarray(_values(snapshot["last_tx_ns"]), np.int64))
+    hour_count += _late_in_window(snapshot["late_tx_ns"], event_ns)
+    return _customer_values(
+        snapshot,
+        today_count=today_count,
+        today_sum=today_sum,
+        hour_count=hour_count,
+        last_ns=last,
+        event_ns=event_ns,
+    )
+
+
+def _customer_values(
+    snapshot: Mapping[str, Any],
+    *,
+    today_count: np.ndarray,
+    today_sum: np.ndarray,
+    hour_count: np.ndarray,
+    last_ns: np.ndarray,
+    event_ns: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The customer features from the snapshot's windows and today's part: what the
+    request path and the training rows both compute last, with the same operations."""
     out: dict[str, Any] = {}
     for w in WINDOW_DAYS:
         count = np.asarray(_values(snapshot[f"tx_count_{w}d"]), np.int64) + today_count
@@ -289,10 +343,60 @@ def customer_window_columns(
         out[f"customer_tx_count_{w}d"] = count
         out[f"customer_amount_avg_{w}d"] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         out[f"customer_amount_sum_{w}d"] = total
-    out["customer_tx_count_1h"] = hour_count + _late_in_window(snapshot["late_tx_ns"], event_ns)
-    last = np.maximum(today_last, np.asarray(_values(snapshot["last_tx_ns"]), np.int64))
-    out["seconds_since_last_customer_tx"] = np.where(last == _NONE, np.nan, (event_ns - last) / 1e9)
+    out["customer_tx_count_1h"] = hour_count
+    out["seconds_since_last_customer_tx"] = np.where(
+        last_ns == _NONE, np.nan, (event_ns - last_ns) / 1e9
+    )
     return out
+
+
+def history_customer_columns(
+    history: History, daily: pd.DataFrame, from_day: int | None = None
+) -> dict[str, np.ndarray]:
+    """:func:`customer_window_columns` of every transaction of a complete ``history`` as
+    of its own time (from ``from_day`` on), in input order: the training rows' path.
+
+    The same split, read off the sorted history instead of a merged stream of requests:
+    the snapshot of the transaction's day (:func:`customer_snapshot_columns`, once per
+    customer day) plus today's part, the rows of its (customer, day) before its instant
+    (the same running sums). The last hour and the latest earlier transaction are the
+    customer's rows just before it (which is what yesterday's late hour and the
+    snapshot's ``last_tx_ns`` add up to on the request path). A test holds both paths
+    equal bit for bit.
+
+    Args:
+        history: :func:`sorted_history` of the transactions.
+        daily: :func:`customer_daily` of the same history (its rows in the same order).
+        from_day: Rows only for the transactions of this day and later.
+    """
+    h, n = history, len(history.ns)
+    if len(daily) != len(h.day_starts):
+        raise ValueError("daily is not customer_daily of this history")
+    sorted_at = np.empty(n, np.int64)
+    sorted_at[h.order] = np.arange(n)  # the sorted row of each input row
+    if from_day is not None:
+        sorted_at = sorted_at[h.day[sorted_at] >= from_day]
+    group = np.repeat(np.arange(len(h.day_starts)), np.diff(np.r_[h.day_starts, n]))
+    day_of_row = group[sorted_at]  # its row of daily
+    # Rows at the same instant never see each other: each row looks from its first peer.
+    at = _run_first(h.customer_id, h.ns)[sorted_at]
+    day_first = h.day_starts[day_of_row]
+    running = _cumsum_within(h.amount, group)  # restarts at each (customer, day)
+    today_sum = np.where(at > day_first, running[np.maximum(at - 1, 0)], 0.0)
+    customer_first = _run_first(h.customer_id)[sorted_at]
+    event_ns = h.ns[sorted_at]
+    hour_first = _first_at_or_after(h.ns, customer_first, at, event_ns - NS_HOUR)
+    last = np.where(at > customer_first, h.ns[np.maximum(at - 1, 0)], _NONE)
+    days = customer_snapshot_columns(daily, daily["customer_id"], daily["day"], lists=False)
+    snapshot = {name: values[day_of_row] for name, values in days.items()}
+    return _customer_values(
+        snapshot,
+        today_count=at - day_first,
+        today_sum=today_sum,
+        hour_count=at - hour_first,
+        last_ns=last,
+        event_ns=event_ns,
+    )
 
 
 def flatten_lists(lists: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -348,12 +452,16 @@ def sum_merchant_days(
     codes, merchants = pd.factorize(merchant_id, sort=True)
     first, span = int(day.min()), int(day.max() - day.min()) + 1
     key = codes.astype(np.int64) * span + (day - first)  # sorted keys: merchant, then day
-    if len(merchants) * span <= 4 * len(key) + 4096:  # dense enough to count per slot
-        slots = np.flatnonzero(np.bincount(key, minlength=len(merchants) * span))
-        group = np.searchsorted(slots, key)
+    size = len(merchants) * span
+    if size <= 4 * len(key) + 4096:  # dense enough to count per slot, then keep the used
+        slots = np.flatnonzero(np.bincount(key, minlength=size))
+        group, bins = key, size
     else:
         slots, group = np.unique(key, return_inverse=True)
-    sums = [np.bincount(group, np.asarray(v, float), len(slots)) for v in (tx_count, fraud_count)]
+        bins = len(slots)
+    sums = [np.bincount(group, np.asarray(v, float), bins) for v in (tx_count, fraud_count)]
+    if bins != len(slots):
+        sums = [values[slots] for values in sums]
     return pd.DataFrame(
         {
             "merchant_id": merchants[slots // span].astype(np.int64),
@@ -418,7 +526,7 @@ def feature_rows(
         The model-input columns of docs/design.md ("Feature semantics"), one row per
         transaction (input order).
     """
-    features = feature_columns(tx, merchant_days, label_delay_days, from_day, daily)
+    features = feature_columns(tx, merchant_days, label_delay_days, from_day, daily=daily)
     if from_day is not None:
         tx = tx[day_of(to_ns(tx["event_timestamp"])) >= from_day]
     keys = tx[[*KEY_COLUMNS, *LABEL_COLUMNS]].reset_index(drop=True)
@@ -430,21 +538,23 @@ def feature_columns(
     merchant_days: pd.DataFrame,
     label_delay_days: int,
     from_day: int | None = None,
+    *,
     daily: pd.DataFrame | None = None,
+    history: History | None = None,
 ) -> dict[str, np.ndarray]:
     """The feature columns of :func:`feature_rows` (no key or label column) as arrays;
     ``tx`` is a DataFrame or any mapping of its columns (numpy arrays from Arrow: no
-    pandas on the batch path)."""
-    cust, merchant = (np.asarray(tx[c], np.int64) for c in ("customer_id", "merchant_id"))
+    pandas on the batch path). ``history`` and ``daily``: :func:`sorted_history` and
+    :func:`customer_daily` of ``tx``, where the caller has them already."""
+    history = sorted_history(tx) if history is None else history
+    daily = customer_daily(tx, history) if daily is None else daily
+    merchant = np.asarray(tx["merchant_id"], np.int64)
     ns, amount = to_ns(tx["event_timestamp"]), np.asarray(tx["amount"], float)
-    day = day_of(ns)
-    daily = customer_daily(tx) if daily is None else daily
     if from_day is not None:
-        keep = day >= from_day
-        cust, merchant, ns, amount, day = (a[keep] for a in (cust, merchant, ns, amount, day))
-    snapshot = customer_snapshot_columns(daily, cust, day)
-    customer = customer_window_columns(cust, ns, snapshot, (cust, ns, amount))
-    merchants = merchant_snapshot_columns(merchant_days, merchant, day, label_delay_days)
+        keep = day_of(ns) >= from_day
+        merchant, ns, amount = merchant[keep], ns[keep], amount[keep]
+    customer = history_customer_columns(history, daily, from_day)
+    merchants = merchant_snapshot_columns(merchant_days, merchant, day_of(ns), label_delay_days)
     request = request_feature_columns(amount, ns, customer["customer_amount_avg_30d"])
     return customer | merchants | request
 
@@ -591,22 +701,60 @@ def _group_starts(*sorted_keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(change)
 
 
-def _prefix_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Exclusive running sums of ``values`` that restart at each group (rows sorted by group)."""
-    if len(values) <= _SMALL:  # pandas' Kahan-compensated group cumsum, step for step
-        inclusive = np.empty(len(values))
-        starts = set(_group_starts(groups).tolist())
-        total = compensation = 0.0
-        for i, value in enumerate(values.tolist()):
-            if i in starts:
-                total = compensation = 0.0
-            y = value - compensation
-            t = total + y
-            compensation = t - total - y
-            total = inclusive[i] = t
-    else:
-        inclusive = pd.Series(values).groupby(groups, sort=False).cumsum().to_numpy()
-    return inclusive - values
+def _cumsum_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Running sums of ``values`` (Kahan-compensated) that restart at each group (rows
+    sorted by group)."""
+    if len(values) > _SMALL:
+        return pd.Series(values).groupby(groups, sort=False).cumsum().to_numpy()
+    inclusive = np.empty(len(values))  # pandas' group cumsum, step for step
+    starts = set(_group_starts(groups).tolist())
+    total = compensation = 0.0
+    for i, value in enumerate(values.tolist()):
+        if i in starts:
+            total = compensation = 0.0
+        y = value - compensation
+        t = total + y
+        compensation = t - total - y
+        total = inclusive[i] = t
+    return inclusive
+
+
+def _run_first(*sorted_keys: np.ndarray) -> np.ndarray:
+    """For each row, the first row of its run of equal keys (rows sorted by the keys)."""
+    starts = _group_starts(*sorted_keys)
+    first = np.zeros(len(sorted_keys[0]), np.int64)
+    first[starts] = starts
+    return np.maximum.accumulate(first)
+
+
+def _first_at_or_after(
+    values: np.ndarray, first: np.ndarray, end: np.ndarray, bound: np.ndarray
+) -> np.ndarray:
+    """Per query: the first row ``j`` in ``first..end`` with ``values[j] >= bound``, or
+    ``end``, where ``values`` is sorted within each ``first..end`` (``values[end]``
+    itself is not read).
+
+    Gallops back from ``end`` (1, 2, 4, ... rows), then bisects the last step: the cost
+    is the log of the rows between the answer and ``end`` (a handful in the last hour),
+    not of the history.
+    """
+    lo, hi = first - 1, end.copy()  # values[lo] < bound (or before first) <= values[hi]
+    step, active = 1, np.arange(len(end))
+    while len(active):
+        probe = hi[active] - step
+        below = probe < first[active]
+        below |= values[np.maximum(probe, 0)] < bound[active]
+        lo[active] = np.where(below, np.maximum(probe, first[active] - 1), lo[active])
+        hi[active] = np.where(below, hi[active], probe)
+        active, step = active[~below], 2 * step
+    active = np.flatnonzero(hi - lo > 1)
+    while len(active):
+        mid = (lo[active] + hi[active]) // 2
+        below = values[mid] < bound[active]
+        lo[active] = np.where(below, mid, lo[active])
+        hi[active] = np.where(below, hi[active], mid)
+        active = active[hi[active] - lo[active] > 1]
+    return hi
 
 
 def _lists(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import ray
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from payments_ml.datasets import ParquetFilesDataset
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import FEATURES, TRAINING_SET_COLUMNS
-from payments_ml.pipelines.features import create_pipeline
+from payments_ml.pipelines.features import create_pipeline, nodes
 from tests.features.reference import reference_features
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -115,3 +116,14 @@ def test_a_bad_source_fails_naming_the_column(generated_transactions, tmp_path, 
     source = write_days(change(generated_transactions.head(100)), tmp_path / "raw")
     with pytest.raises(ValueError, match=message):
         partition_by_customer(None, ParquetFilesDataset(filepath=str(source)).load(), None, {})
+
+
+def test_customer_partitions_are_two_per_cpu_and_at_most_a_set_number_of_rows(
+    tmp_path, monkeypatch
+):
+    pd.DataFrame({"customer_id": range(1050)}).to_parquet(tmp_path / "part-0.parquet")
+    files = ParquetFilesDataset(filepath=str(tmp_path), partitioning=None).load()
+    cpus = int(ray.cluster_resources()["CPU"])
+    assert nodes.customer_partitions(files) == 2 * cpus  # few rows: 2 per CPU
+    monkeypatch.setattr(nodes, "ROWS_PER_PARTITION", 100)
+    assert nodes.customer_partitions(files) == max(2 * cpus, 11)  # 1050 rows: 11 of <= 100

@@ -51,12 +51,12 @@ def partition_by_customer(
     read from ``transaction_files`` (the raw folder, opened lazily) by one task per run of
     files, which splits them by customer as it reads (``datasets.file_tasks.read_shuffle``);
     one task per partition then concatenates its pieces. The result stays in the object
-    store for both uses downstream. Partitions: ``features.partitions``, or 2 per cluster
-    CPU. With ``run_date`` only the rows the nights need are read (:func:`night_rows`).
+    store for both uses downstream. Partitions: ``features.partitions``, or
+    :func:`customer_partitions` (a night: 2 per cluster CPU). With ``run_date`` only the
+    rows the nights need are read (:func:`night_rows`).
     ``transactions`` (the same folder as a Ray Dataset) is not read: it orders this node
     after the stage that writes the raw transactions.
     """
-    partitions = int(params.get("partitions") or tasks_for_cluster())
     if transaction_files is None:
         raise ValueError("raw_transactions is empty: run `kedro run --pipelines data_gen` first")
     _check_source(transaction_files.schema)
@@ -64,8 +64,10 @@ def partition_by_customer(
     if run_day is not None:
         last = last_night(run_day, _stored_merchant_days(stored_merchant_days, ["day"]))
         # Already in this process: split here, no shuffle task (a night's rows are few).
+        partitions = int(params.get("partitions") or tasks_for_cluster())
         parts = night_rows(transaction_files, run_day, last, partitions)
         return ray.data.from_arrow_refs([ray.put(part) for part in parts])
+    partitions = int(params.get("partitions") or customer_partitions(transaction_files))
     logger.info(
         "Reading %d files into %d customer partitions", len(transaction_files.files), partitions
     )
@@ -76,6 +78,20 @@ def partition_by_customer(
     # partition's feature task then runs where its partition is.
     concat = concat_tables.options(name="concat_customer_partition", scheduling_strategy=SPREAD)
     return ray.data.from_arrow_refs([concat.remote(*part) for part in pieces])
+
+
+# Rows per customer partition by default. Measured at 10 M rows on 2 CPUs (first run of
+# `python -m benchmarks features`): 4 partitions of 2.6 M rows took 25 s, 6 to 16
+# partitions 18.6-20 s. A task's first run on a worker touches fresh memory, which costs
+# far more than its reuse; smaller partitions keep that first wave short.
+ROWS_PER_PARTITION = 1_000_000
+
+
+def customer_partitions(files: pads.Dataset) -> int:
+    """Customer partitions for ``files``: 2 per cluster CPU, and more when that makes
+    partitions over :data:`ROWS_PER_PARTITION` rows (the row count from the Parquet
+    footers)."""
+    return max(tasks_for_cluster(), -(-files.count_rows() // ROWS_PER_PARTITION))
 
 
 def run_day_of(params: dict[str, Any]) -> int | None:
@@ -350,9 +366,8 @@ def build_customer_features(
 def _training_rows(batch: pa.Table, merchant_days: pd.DataFrame, label_delay_days: int) -> pa.Table:
     with partition_scope(customer_id=_id_range(batch, "customer_id")):
         tx = _window_columns(batch)
-        daily = fw.customer_daily(tx)
         return _training_table(
-            batch, tx, daily, merchant_days=merchant_days, label_delay_days=label_delay_days
+            batch, tx, merchant_days=merchant_days, label_delay_days=label_delay_days
         )
 
 
@@ -363,11 +378,12 @@ def _night_features(
     """A night's training rows and customer snapshot rows of one customer partition."""
     with partition_scope(customer_id=_id_range(batch, "customer_id")):
         tx = _window_columns(batch)
-        daily = fw.customer_daily(tx)
+        history = fw.sorted_history(tx)
+        daily = fw.customer_daily(tx, history)
         training = _training_table(
             batch,
             tx,
-            daily,
+            (history, daily),
             merchant_days=merchant_days,
             label_delay_days=label_delay_days,
             run_day=run_day,
@@ -389,16 +405,20 @@ def _window_columns(batch: pa.Table) -> dict[str, np.ndarray]:
 def _training_table(
     batch: pa.Table,
     tx: dict[str, np.ndarray],
-    daily: pd.DataFrame,
+    customer_days: tuple[fw.History, pd.DataFrame] | None = None,
     *,
     merchant_days: pd.DataFrame,
     label_delay_days: int,
     run_day: int | None = None,
 ) -> pa.Table:
     """The model input rows of ``batch`` (from ``run_day`` on), as Arrow built from the
-    feature arrays of ``tx`` (:func:`_window_columns` of it, read once by the caller for
-    ``daily`` too), with the Hive partition column ``event_date``."""
-    features = fw.feature_columns(tx, merchant_days, label_delay_days, run_day, daily)
+    feature arrays of ``tx`` (:func:`_window_columns` of it), with the Hive partition
+    column ``event_date``. ``customer_days``: its sorted history and customer days, where
+    the caller needs them too."""
+    history, daily = customer_days or (None, None)
+    features = fw.feature_columns(
+        tx, merchant_days, label_delay_days, run_day, daily=daily, history=history
+    )
     rows = _day_rows(batch, run_day)
     ns = fw.to_ns(rows["event_timestamp"].to_numpy())
     return pa.table(
