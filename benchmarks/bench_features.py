@@ -116,7 +116,8 @@ def generate_raw(n_customers: int, out: Path) -> int:
 
 
 def run_ray(raw: Path, out: Path) -> tuple[Any, Any, pd.DataFrame]:
-    """The full build's nodes, in the order `kedro run --pipelines features` runs them."""
+    """The full build's nodes, in the order `kedro run --pipelines features` runs them
+    (each node's outputs saved before the next node)."""
     params = {"label_delay_days": DELAY, "partitions": None}
     files = ParquetFilesDataset(filepath=str(raw)).load()  # what the catalog's view opens
     by_customer = nodes.partition_by_customer(None, files, None, params)
@@ -124,8 +125,8 @@ def run_ray(raw: Path, out: Path) -> tuple[Any, Any, pd.DataFrame]:
     training_set, customer_snapshots = nodes.build_customer_features(
         by_customer, merchant_days, params
     )
-    merchant_snapshots = nodes.build_merchant_snapshots(merchant_days, params)
     RayParquetDataset(filepath=str(out), partition_cols=["event_date"]).save(training_set)
+    merchant_snapshots = nodes.build_merchant_snapshots(merchant_days, params)
     return merchant_snapshots, customer_snapshots, merchant_days
 
 

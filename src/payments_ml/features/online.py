@@ -1,9 +1,10 @@
 """Model input of live requests: online rows + today's transactions + the request itself.
 
-The same window functions built the training rows (`windows.feature_rows` splits every
-customer window into the snapshot and today's part), so a request scored with the
-online snapshot of its day and the customer's earlier transactions of that day gets
-exactly the training value.
+The training rows split every customer window the same way (`windows.feature_rows`: the
+snapshot and today's part, read off the sorted history, with the same final combination
+as `windows.customer_window_columns` here), so a request scored with the online snapshot
+of its day and the customer's earlier transactions of that day gets exactly the training
+value (a test holds both paths equal bit for bit).
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@ the full days before ``D`` (the *snapshot* at ``D``, computed in batch and serve
 online store) and the transactions of day ``D`` strictly before ``t`` (*today's* part,
 kept up to date as transactions stream in). Merchant windows end ``label_delay_days``
 before ``D`` and so are snapshot-only. Training rows are computed through exactly this
-split, with the same functions serving uses: no train/serve skew by construction.
+split: the same snapshot function and final combination (:func:`_customer_values`) as
+serving, today's part read off the sorted history (:func:`history_customer_columns`)
+where a request merges it from a stream (:func:`customer_window_columns`); a test holds
+both equal bit for bit.
 
 Everything is vectorised numpy over many entities at once; timestamps are int64
 nanoseconds since the epoch (UTC).
