@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import ray
 
+from payments_ml.datasets.blocks import BlockInfo, block_info
+
 # group_of(table, partitions, *args): each row's partition, integers in [0, partitions).
 GroupOf = Callable[..., np.ndarray]
 
@@ -58,10 +60,12 @@ def customer_groups(table: pa.Table, partitions: int) -> np.ndarray:
     return ((customer * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) % np.uint64(partitions)
 
 
-@ray.remote
-def concat_tables(*tables: pa.Table) -> pa.Table:
-    """One partition's pieces as one table."""
-    return pa.concat_tables(tables)
+@ray.remote(num_returns=2)
+def concat_partition(*tables: pa.Table) -> tuple[pa.Table, BlockInfo]:
+    """One partition's pieces as one table, and what a Dataset needs to know of it
+    (:func:`payments_ml.datasets.blocks.dataset_from_blocks`)."""
+    table = pa.concat_tables(tables)
+    return table, block_info(table)
 
 
 def split(

@@ -25,9 +25,9 @@ import pyarrow.dataset as pads
 import ray
 
 from payments_ml.contracts import ARROW_TYPES
-from payments_ml.datasets import arrow_schema, to_pandas
+from payments_ml.datasets.blocks import BlockInfo, block_info, dataset_from_blocks
 from payments_ml.datasets.file_tasks import SPREAD, read_shuffle, tasks_for_cluster
-from payments_ml.datasets.shuffle import concat_tables, customer_groups, split
+from payments_ml.datasets.shuffle import concat_partition, customer_groups, split
 from payments_ml.features import windows as fw
 from payments_ml.features.definitions import KEY_COLUMNS, LABEL_COLUMNS, WINDOW_DAYS
 from payments_ml.features.windows import iso_day
@@ -76,8 +76,14 @@ def partition_by_customer(
     )
     # Partitions spread over the nodes (their pieces come from every node anyway); each
     # partition's feature task then runs where its partition is.
-    concat = concat_tables.options(name="concat_customer_partition", scheduling_strategy=SPREAD)
-    return ray.data.from_arrow_refs([concat.remote(*part) for part in pieces])
+    concat = concat_partition.options(name="concat_customer_partition", scheduling_strategy=SPREAD)
+    return _dataset([concat.remote(*part) for part in pieces])
+
+
+def _dataset(outputs: list[list[ray.ObjectRef]]) -> ray.data.Dataset:
+    """A Dataset of tasks' ``(block, block_info)`` outputs: no metadata task per block
+    (on a first run, such a task also imports Ray Data in the worker)."""
+    return dataset_from_blocks([out[0] for out in outputs], ray.get([out[1] for out in outputs]))
 
 
 # Rows per customer partition by default. Measured at 10 M rows on 2 CPUs (first run of
@@ -238,6 +244,10 @@ def _check_source(schema: Any) -> None:
     """The transactions have every column the features read, with usable types."""
     if schema is None:
         raise ValueError("raw_transactions is empty: run `kedro run --pipelines data_gen` first")
+    # In the driver only: the workers that run this module's tasks never import Ray Data
+    # and Kedro's datasets (0.3 s of a first task).
+    from payments_ml.datasets import arrow_schema  # noqa: PLC0415
+
     types = {field.name: field.type for field in arrow_schema(schema)}
     expected = {name: ARROW_TYPES[name] for name in _INPUT_COLUMNS}
     for name, wanted in expected.items():
@@ -352,10 +362,8 @@ def build_customer_features(
     # The training rows: one task per partition, its block written by one light task (no
     # streaming executor). The snapshot rows: lazily, when saved (the model input alone is
     # what the benchmark times against DuckDB; they cost one more customer-days pass).
-    task = _training_rows.options(name="training_rows")
-    training_set = ray.data.from_arrow_refs(
-        [task.remote(block, merchants_ref, delay) for block in blocks]
-    )
+    task = _training_rows.options(name="training_rows", num_returns=2)
+    training_set = _dataset([task.remote(block, merchants_ref, delay) for block in blocks])
     snapshots = transactions_by_customer.map_batches(
         _customer_snapshots, fn_kwargs={"until_day": until}, batch_format="pyarrow", batch_size=None
     )
@@ -363,12 +371,15 @@ def build_customer_features(
 
 
 @ray.remote
-def _training_rows(batch: pa.Table, merchant_days: pd.DataFrame, label_delay_days: int) -> pa.Table:
+def _training_rows(
+    batch: pa.Table, merchant_days: pd.DataFrame, label_delay_days: int
+) -> tuple[pa.Table, BlockInfo]:
     with partition_scope(customer_id=_id_range(batch, "customer_id")):
         tx = _window_columns(batch)
-        return _training_table(
+        rows = _training_table(
             batch, tx, merchant_days=merchant_days, label_delay_days=label_delay_days
         )
+        return rows, block_info(rows)
 
 
 @ray.remote
@@ -532,6 +543,7 @@ def materialize_online(
 ) -> dict[str, Any]:
     """Write every entity's latest snapshot row into the online store (the night's rows,
     with ``run_date``: an entity without one keeps what it has); returns rows and rows/s."""
+    from payments_ml.datasets import to_pandas  # noqa: PLC0415 (driver only, as above)
     from payments_ml.feature_store import store as fs  # noqa: PLC0415
 
     feature_store = fs.open_store(feast)
