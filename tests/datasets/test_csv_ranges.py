@@ -82,6 +82,20 @@ def test_skipped_rows_an_encoding_and_a_row_longer_than_the_overhang(tmp_path):
     assert got["name"][0].as_py() == "Zoë 0"
 
 
+@pytest.mark.parametrize("skip_rows", [0, 1])
+def test_a_file_without_header_gets_the_names_pyarrow_generates(tmp_path, skip_rows):
+    path = tmp_path / "no_header.csv"
+    path.write_text("\n".join(["exported by a bank"] * skip_rows + _rows(50)) + "\n")
+    options = cr.CsvOptions(
+        pa_csv.ReadOptions(skip_rows=skip_rows, autogenerate_column_names=True),
+        pa_csv.ParseOptions(),
+        pa_csv.ConvertOptions(strings_can_be_null=True),
+    )
+    ranges, got = _by_ranges(path, options, 7)
+    assert len(ranges) > 3 and got.equals(_whole(path, options))
+    assert got.column_names[:2] == ["f0", "f1"] and got.num_rows == 50
+
+
 def test_a_header_only_file_gives_no_rows_and_unsplittable_files_are_read_whole(tmp_path):
     header_only = tmp_path / "empty.csv"
     header_only.write_text("id,name\n")

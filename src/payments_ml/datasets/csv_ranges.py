@@ -128,7 +128,7 @@ def _file_ranges(
     data_start = _data_start(head, options.read_options)
     if data_start is None:  # no newline in the first megabyte: one row, or \r line ends
         return [CsvRange(path, 0, 0, whole=True)]
-    names = _header_names(head[:data_start], options)
+    names = _header_names(head, data_start, options)
     rows_in_head = head.count(b"\n", data_start)
     bytes_per_row = (len(head) - data_start) / rows_in_head if rows_in_head else size
     target = max(1, int(bytes_per_row * rows_per_range))
@@ -160,15 +160,23 @@ def _data_start(head: bytes, read: pa_csv.ReadOptions) -> int | None:
     return position
 
 
-def _header_names(header: bytes, options: CsvOptions) -> tuple[str, ...]:
+def _header_names(head: bytes, data_start: int, options: CsvOptions) -> tuple[str, ...]:
+    """The column names every range reads with: given, generated from the first data row
+    (``f0``, ``f1``, ... as pyarrow names them), or the header line's."""
     read = options.read_options
     if read.column_names:
         return tuple(read.column_names)
+    if read.autogenerate_column_names:  # the first data row gives the number of columns
+        end = head.find(b"\n", data_start)
+        sample = head[data_start : end + 1 if end >= 0 else len(head)]
+        skip = 0
+    else:
+        sample, skip = head[:data_start], read.skip_rows
     parsed = pa_csv.read_csv(
-        pa.BufferReader(header),
+        pa.BufferReader(sample),
         read_options=pa_csv.ReadOptions(
             encoding=read.encoding,
-            skip_rows=read.skip_rows,
+            skip_rows=skip,
             autogenerate_column_names=read.autogenerate_column_names,
         ),
         parse_options=options.parse_options,
