@@ -42,9 +42,16 @@ def _whole(path, options: cr.CsvOptions) -> pa.Table:
 
 
 def _by_ranges(path, options: cr.CsvOptions, rows_per_range: int) -> tuple[list, pa.Table]:
+    ranges, got, malformed = _with_malformed(path, options, rows_per_range)
+    assert malformed == []
+    return ranges, got
+
+
+def _with_malformed(path, options: cr.CsvOptions, rows_per_range: int) -> tuple:
     ranges = cr.csv_ranges([str(path)], LOCAL, options, rows_per_range)
-    tables = [cr.read_range(r, LOCAL, options) for r in ranges]
-    return ranges, pa.concat_tables(tables, promote_options="default")
+    tables, malformed = zip(*(cr.read_range(r, LOCAL, options) for r in ranges), strict=True)
+    got = pa.concat_tables(tables, promote_options="default")
+    return ranges, got, [row for rows in malformed for row in rows]
 
 
 @pytest.mark.parametrize("rows_per_range", [1, 3, 17, 1000])
@@ -96,6 +103,33 @@ def test_a_file_without_header_gets_the_names_pyarrow_generates(tmp_path, skip_r
     assert got.column_names[:2] == ["f0", "f1"] and got.num_rows == 50
 
 
+@pytest.mark.parametrize("rows_per_range", [1, 4, 1000])
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_a_row_of_the_wrong_number_of_fields_is_set_aside_not_fatal(
+    tmp_path, rows_per_range, suffix
+):
+    lines = ["id,name,quote,amount,city", *_rows(30)]
+    lines[8] = "7,too,many,fields,here,and,more"
+    lines[20] = "too few"
+    text = ("\n".join(lines) + "\n").encode()
+    path = tmp_path / f"t{suffix}"
+    path.write_bytes(gzip.compress(text) if suffix.endswith(".gz") else text)
+    options = _options()
+    ranges, got, malformed = _with_malformed(path, options, rows_per_range)
+    split = rows_per_range < 10 and not suffix.endswith(".gz")
+    assert got.num_rows == 28 and (len(ranges) > 3) == split
+    expected = pa_csv.read_csv(
+        pa.BufferReader(text),
+        parse_options=pa_csv.ParseOptions(invalid_row_handler=lambda row: "skip"),
+        convert_options=options.convert_options,
+    )
+    assert got.equals(expected)
+    assert malformed == [
+        ("7,too,many,fields,here,and,more", "expected 5 fields, got 7"),
+        ("too few", "expected 5 fields, got 1"),
+    ]
+
+
 def test_a_header_only_file_gives_no_rows_and_unsplittable_files_are_read_whole(tmp_path):
     header_only = tmp_path / "empty.csv"
     header_only.write_text("id,name\n")
@@ -114,7 +148,8 @@ def test_a_header_only_file_gives_no_rows_and_unsplittable_files_are_read_whole(
         assert got["name"][49].as_py() == "n49"
 
 
-def _upper(table: pa.Table, column: str) -> pa.Table:
+def _upper(table: pa.Table, column: str, malformed: list) -> pa.Table:
+    assert malformed == []
     return table.set_column(
         table.schema.get_field_index(column), column, pc.utf8_upper(table[column])
     )

@@ -14,6 +14,10 @@ it set, in a compressed file or in an encoding where a newline is not the byte `
 (UTF-16), the file is read whole by one task. Each range guesses the types of columns
 the convert options leave untyped from its own rows: give ``column_types`` (the ingest
 reads every column as text).
+
+A row with the wrong number of fields does not fail its range: pyarrow skips it, and the
+task hands its text and what was wrong to the caller's function (``malformed``), which
+decides where it goes (the ingest quarantines it).
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ from payments_ml.datasets.file_tasks import SPREAD
 COMPRESSED = (".gz", ".bz2", ".zst", ".lz4", ".br")
 _HEAD_BYTES = 1 << 20  # read to find the header's end and the bytes per row
 _OVERHANG = 1 << 16  # read past a range's end to finish its last row, doubled as needed
+_MALFORMED_TEXT = 2_000  # characters of a malformed row kept (the rest is cut)
+
+# A row pyarrow could not split into the header's columns: (its text, what was wrong).
+MalformedRow = tuple[str, str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,40 +80,74 @@ def map_csv_ranges(
     fn: Callable[..., pa.Table],
     **kwargs: Any,
 ) -> list[tuple[ray.ObjectRef, ray.ObjectRef]]:
-    """``fn(table, **kwargs)`` on each range, read as text by pyarrow in its own task.
+    """``fn(table, malformed=rows, **kwargs)`` on each range, read by pyarrow in its own
+    task (``malformed``: the range's :data:`MalformedRow` list, usually empty).
 
     Returns:
-        Per range: (the ref of ``fn``'s table, the ref of the number of rows read).
+        Per range: (the ref of ``fn``'s table, the ref of the number of rows read, the
+        malformed ones included).
     """
     name = getattr(fn, "__name__", "map_csv_ranges")
     task = _map_range.options(num_returns=2, name=f"read_csv_{name}", scheduling_strategy=SPREAD)
     return [task.remote(r, filesystem, options, fn, kwargs) for r in ranges]
 
 
-def read_range(rng: CsvRange, filesystem: pa_fs.FileSystem, options: CsvOptions) -> pa.Table:
-    """The rows of one range as an Arrow table (what a task of :func:`map_csv_ranges`
-    hands to its function)."""
+def read_range(
+    rng: CsvRange, filesystem: pa_fs.FileSystem, options: CsvOptions
+) -> tuple[pa.Table, list[MalformedRow]]:
+    """The rows of one range as an Arrow table, and the rows pyarrow could not split into
+    the columns (what a task of :func:`map_csv_ranges` hands to its function)."""
+    malformed: list[MalformedRow] = []
+    parse = skip_malformed(options.parse_options, malformed)
     if rng.whole:
         with filesystem.open_input_stream(rng.path, compression="detect") as f:
-            return pa_csv.read_csv(
+            table = pa_csv.read_csv(
                 f,
                 read_options=options.read_options,
-                parse_options=options.parse_options,
+                parse_options=parse,
                 convert_options=options.convert_options,
             )
+        return table, malformed
     with filesystem.open_input_file(rng.path) as f:
         data = _range_bytes(f, rng.start, rng.end)
     if not data:  # no row starts in the range (pyarrow refuses an empty text)
-        return _empty(rng.names, options.convert_options)
+        return _empty(rng.names, options.convert_options), malformed
     read = options.read_options
     read_options = pa_csv.ReadOptions(
         column_names=list(rng.names), encoding=read.encoding, block_size=read.block_size
     )
-    return pa_csv.read_csv(
+    table = pa_csv.read_csv(
         pa.BufferReader(data),
         read_options=read_options,
-        parse_options=options.parse_options,
+        parse_options=parse,
         convert_options=options.convert_options,
+    )
+    return table, malformed
+
+
+def skip_malformed(
+    parse: pa_csv.ParseOptions, malformed: list[MalformedRow] | None = None
+) -> pa_csv.ParseOptions:
+    """``parse`` with rows of the wrong number of fields skipped and added to
+    ``malformed`` (a handler the caller set is kept)."""
+    malformed = [] if malformed is None else malformed
+    if parse.invalid_row_handler is not None:
+        return parse
+
+    def skip(row: Any) -> str:
+        text = row.text if len(row.text) <= _MALFORMED_TEXT else f"{row.text[:_MALFORMED_TEXT]}..."
+        found = f"expected {row.expected_columns} fields, got {row.actual_columns}"
+        malformed.append((text, found))
+        return "skip"
+
+    return pa_csv.ParseOptions(
+        delimiter=parse.delimiter,
+        quote_char=parse.quote_char,
+        double_quote=parse.double_quote,
+        escape_char=parse.escape_char,
+        newlines_in_values=parse.newlines_in_values,
+        ignore_empty_lines=parse.ignore_empty_lines,
+        invalid_row_handler=skip,
     )
 
 
@@ -113,8 +155,8 @@ def read_range(rng: CsvRange, filesystem: pa_fs.FileSystem, options: CsvOptions)
 def _map_range(
     rng: CsvRange, filesystem: pa_fs.FileSystem, options: CsvOptions, fn: Callable, kwargs: dict
 ) -> tuple[pa.Table, int]:
-    table = read_range(rng, filesystem, options)
-    return fn(table, **kwargs), table.num_rows
+    table, malformed = read_range(rng, filesystem, options)
+    return fn(table, malformed=malformed, **kwargs), table.num_rows + len(malformed)
 
 
 def _file_ranges(

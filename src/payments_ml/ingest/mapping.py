@@ -22,6 +22,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import fsspec
@@ -36,7 +37,7 @@ import pyarrow.parquet as pq
 
 from payments_ml.config import absolute_path
 from payments_ml.contracts import ARROW_TYPES, CONTRACT_COLUMNS, QUARANTINE_REASON
-from payments_ml.datasets.csv_ranges import COMPRESSED
+from payments_ml.datasets.csv_ranges import COMPRESSED, MalformedRow, skip_malformed
 from payments_ml.labels.feed import FEED_COLUMNS, FEED_SCHEMA
 
 SOURCE_RECORD = "source_record"
@@ -449,7 +450,9 @@ def _sizes(params: dict[str, Any]) -> tuple[int | None, int]:
     return None if partitions is None else int(partitions), batch_rows
 
 
-def map_table(source: pa.Table, plan: IngestPlan) -> pa.Table:
+def map_table(
+    source: pa.Table, plan: IngestPlan, malformed: Sequence[MalformedRow] = ()
+) -> pa.Table:
     """Map source rows onto the contract's columns, naming every value that does not map.
 
     Works on Arrow compute kernels: a CSV source arrives as text and is parsed here,
@@ -458,6 +461,9 @@ def map_table(source: pa.Table, plan: IngestPlan) -> pa.Table:
     Args:
         source: Rows of the source with (at least) ``plan.source_columns``, any types.
         plan: From :func:`plan_ingest`.
+        malformed: CSV rows that did not split into the header's fields (their text and
+            what was wrong): each becomes a row after the others, quarantined
+            (:func:`malformed_rows`).
 
     Returns:
         One row per source row, in order, with the schema ``plan.arrow_schema()``.
@@ -498,7 +504,11 @@ def map_table(source: pa.Table, plan: IngestPlan) -> pa.Table:
     out[QUARANTINE_REASON] = reasons
     out[SOURCE_RECORD] = _source_records(source, plan.source_columns, failed)
     schema = plan.arrow_schema()
-    return pa.table([out[f.name].cast(f.type) for f in schema], schema=schema)
+    table = pa.table([out[f.name].cast(f.type) for f in schema], schema=schema)
+    if not malformed:
+        return table
+    day = {"event_date": plan.run_date or NO_DATE}  # the quarantine's partition
+    return pa.concat_tables([table, malformed_rows(malformed, schema, day)])
 
 
 _Mapped = tuple[dict[str, pa.Array], list[tuple[np.ndarray, str]]]  # columns, problems
@@ -547,7 +557,9 @@ def _map_amount_and_labels(source: pa.Table, plan: IngestPlan, ts: pa.Array) -> 
     return out, problems
 
 
-def map_labels(source: pa.Table, plan: LabelsPlan) -> pa.Table:
+def map_labels(
+    source: pa.Table, plan: LabelsPlan, malformed: Sequence[MalformedRow] = ()
+) -> pa.Table:
     """Map rows of a labels file onto the feed's reports, naming every value that does not map.
 
     Args:
@@ -580,10 +592,31 @@ def map_labels(source: pa.Table, plan: LabelsPlan) -> pa.Table:
     )
     record = _source_records(source, plan.source_columns, failed)
     columns = [tx, verdict, at, origin, reasons, record]
-    return pa.table(
+    table = pa.table(
         [c.cast(f.type) for c, f in zip(columns, LABELS_FILE_SCHEMA, strict=True)],
         schema=LABELS_FILE_SCHEMA,
     )
+    if not malformed:
+        return table
+    return pa.concat_tables([table, malformed_rows(malformed, LABELS_FILE_SCHEMA)])
+
+
+MALFORMED = "csv row"  # the check a malformed row fails: "csv row: expected 22 fields, got 23"
+
+
+def malformed_rows(
+    rows: Sequence[MalformedRow], schema: pa.Schema, values: dict[str, str] | None = None
+) -> pa.Table:
+    """Quarantine rows of ``schema`` for CSV rows that did not split into fields: each
+    names what was wrong in ``quarantine_reason`` and keeps its text in ``source_record``
+    (as JSON: ``{"line": ...}``); the other columns are null, or ``values``."""
+    n, values = len(rows), values or {}
+    columns = {
+        QUARANTINE_REASON: pa.array([f"{MALFORMED}: {found}" for _, found in rows], pa.string()),
+        SOURCE_RECORD: pa.array([json.dumps({"line": text}) for text, _ in rows], pa.string()),
+    } | {name: pa.array([value] * n, pa.string()) for name, value in values.items()}
+    arrays = [columns[f.name] if f.name in columns else pa.nulls(n) for f in schema]
+    return pa.table([a.cast(f.type) for a, f in zip(arrays, schema, strict=True)], schema=schema)
 
 
 def hash_ids(text: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -827,7 +860,10 @@ def _file_schema(plan: SourcePlan, path: str) -> pa.Schema:
         with fsspec.open(path, "rb", compression="infer", **plan.fs_args) as f:
             if plan.format == "parquet":
                 return pq.read_schema(f)
-            return pa_csv.open_csv(f, **plan.csv_options(infer=True)).schema
+            options = plan.csv_options(infer=True)
+            # The header and the types only: a malformed row is the reading's to quarantine.
+            options["parse_options"] = skip_malformed(options["parse_options"])
+            return pa_csv.open_csv(f, **options).schema
     except (pa.ArrowInvalid, UnicodeDecodeError) as err:
         raise _unreadable(plan, path, err) from err
 

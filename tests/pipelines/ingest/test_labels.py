@@ -96,6 +96,8 @@ def test_a_labels_file_becomes_the_feed_by_report_day_and_the_labels_stage_resol
         columns=["txn_ref", "verdict", "reported", "channel"],
     )
     reports.to_csv(tmp_path / "labels.csv", index=False)
+    with (tmp_path / "labels.csv").open("a") as f:
+        f.write("x,fraud\n")  # two fields of four: quarantined, not fatal
     columns = sparkov_params["columns"] | {"is_fraud": None}
     labels = LABELS | {"path": str(tmp_path / "labels.csv")}
     params = sparkov_params | {"path": str(tmp_path / "tx.csv"), "columns": columns}
@@ -104,9 +106,10 @@ def test_a_labels_file_becomes_the_feed_by_report_day_and_the_labels_stage_resol
 
     summary = catalog.load("ingest_summary")
     assert summary["valid"] == 60 and summary["frauds"] == 0  # genuine until reported
-    assert summary["labels"]["rows"] == 8
-    assert (summary["labels"]["reports"], summary["labels"]["quarantined"]) == (4, 4)
+    assert summary["labels"]["rows"] == 9
+    assert (summary["labels"]["reports"], summary["labels"]["quarantined"]) == (4, 5)
     assert summary["labels"]["quarantine_by_check"] == {
+        "csv row: expected 4 fields, got 2": 1,
         "is_fraud: not in label.true_values/false_values": 1,
         "is_fraud: null": 1,
         "reported_at: not a timestamp (iso)": 1,
@@ -118,7 +121,8 @@ def test_a_labels_file_becomes_the_feed_by_report_day_and_the_labels_stage_resol
     assert set(FEED_COLUMNS) <= set(feed.columns) and len(feed) == 4
     assert sorted(feed["source"]) == ["analyst", "bank_feed", "chargeback", "chargeback"]
     bad = pd.read_parquet(out / "labels_file_quarantine")
-    assert len(bad) == 4 and bad["source_record"].str.contains("sometime").sum() == 1
+    assert len(bad) == 5 and bad["source_record"].str.contains("sometime").sum() == 1
+    assert bad["source_record"].str.contains('"x,fraud"').sum() == 1
 
     labelled, quarantined, counts = _resolve(out)
     assert dict(zip(labelled["transaction_id"], labelled["is_fraud"], strict=True)) == {

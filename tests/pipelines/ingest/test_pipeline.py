@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -52,14 +53,22 @@ def test_every_row_is_valid_or_quarantined_under_the_check_it_failed(sparkov_par
     folder.mkdir()
     rows.iloc[150:].to_csv(folder / "a.csv")  # holds the later copy of the duplicate
     rows.iloc[:150].to_csv(folder / "b.csv")
+    with (folder / "b.csv").open("a") as f:
+        f.write("a line cut short\n")  # one field: it must not fail the file
     (folder / "_SUCCESS").write_text("")  # what Spark leaves in an export folder
 
     plan = plan_ingest(sparkov_params | {"path": str(folder), "partitions": 3})
     valid, quarantine, summary, _ = ingest_transactions(plan)
     valid, quarantine = to_pandas(valid), to_pandas(quarantine)
 
-    assert len(valid) + len(quarantine) == len(rows) == summary["rows"]
-    assert (summary["valid"], summary["quarantined"]) == (len(valid), 5)
+    assert len(valid) + len(quarantine) == len(rows) + 1 == summary["rows"]
+    assert (summary["valid"], summary["quarantined"]) == (len(valid), 6)
+    fields = len((folder / "b.csv").read_text().split("\n", 1)[0].split(","))
+    cut = f"csv row: expected {fields} fields, got 1"
+    malformed = quarantine[quarantine["quarantine_reason"] == cut]
+    assert len(malformed) == 1 and malformed["transaction_id"].isna().all()
+    assert json.loads(malformed["source_record"].iloc[0]) == {"line": "a line cut short"}
+    quarantine = quarantine[quarantine["quarantine_reason"] != cut]
     reasons = dict(zip(quarantine["transaction_id"], quarantine["quarantine_reason"], strict=True))
     assert reasons[rows.loc[10, "trans_num"]] == "customer_id: null"
     assert reasons[rows.loc[20, "trans_num"]] == "amount: greater_than(0)"
@@ -70,6 +79,7 @@ def test_every_row_is_valid_or_quarantined_under_the_check_it_failed(sparkov_par
     assert kept["amount"] == rows.loc[50, "amt"]  # the earlier copy stays valid
     assert summary["quarantine_by_check"] == {
         "amount: greater_than(0)": 1,
+        cut: 1,
         "customer_id: null": 1,
         "event_timestamp: not a timestamp (iso)": 1,
         "transaction_id: duplicate": 1,
