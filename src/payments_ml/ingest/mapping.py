@@ -463,7 +463,7 @@ def map_table(
         plan: From :func:`plan_ingest`.
         malformed: CSV rows that did not split into the header's fields (their text and
             what was wrong): each becomes a row after the others, quarantined
-            (:func:`malformed_rows`).
+            (:func:`with_malformed`).
 
     Returns:
         One row per source row, in order, with the schema ``plan.arrow_schema()``.
@@ -505,10 +505,8 @@ def map_table(
     out[SOURCE_RECORD] = _source_records(source, plan.source_columns, failed)
     schema = plan.arrow_schema()
     table = pa.table([out[f.name].cast(f.type) for f in schema], schema=schema)
-    if not malformed:
-        return table
     day = {"event_date": plan.run_date or NO_DATE}  # the quarantine's partition
-    return pa.concat_tables([table, malformed_rows(malformed, schema, day)])
+    return with_malformed(table, malformed, day)
 
 
 _Mapped = tuple[dict[str, pa.Array], list[tuple[np.ndarray, str]]]  # columns, problems
@@ -596,27 +594,31 @@ def map_labels(
         [c.cast(f.type) for c, f in zip(columns, LABELS_FILE_SCHEMA, strict=True)],
         schema=LABELS_FILE_SCHEMA,
     )
-    if not malformed:
-        return table
-    return pa.concat_tables([table, malformed_rows(malformed, LABELS_FILE_SCHEMA)])
+    return with_malformed(table, malformed)
 
 
 MALFORMED = "csv row"  # the check a malformed row fails: "csv row: expected 22 fields, got 23"
 
 
-def malformed_rows(
-    rows: Sequence[MalformedRow], schema: pa.Schema, values: dict[str, str] | None = None
+def with_malformed(
+    table: pa.Table, rows: Sequence[MalformedRow], values: dict[str, str] | None = None
 ) -> pa.Table:
-    """Quarantine rows of ``schema`` for CSV rows that did not split into fields: each
-    names what was wrong in ``quarantine_reason`` and keeps its text in ``source_record``
-    (as JSON: ``{"line": ...}``); the other columns are null, or ``values``."""
-    n, values = len(rows), values or {}
+    """``table`` and, after its rows, a quarantine row of its schema for each CSV row that
+    did not split into fields: it names what was wrong in ``quarantine_reason`` and keeps
+    its text in ``source_record`` (as JSON: ``{"line": ...}``); the other columns are
+    null, or ``values``."""
+    if not rows:
+        return table
+    schema, n, values = table.schema, len(rows), values or {}
     columns = {
         QUARANTINE_REASON: pa.array([f"{MALFORMED}: {found}" for _, found in rows], pa.string()),
         SOURCE_RECORD: pa.array([json.dumps({"line": text}) for text, _ in rows], pa.string()),
     } | {name: pa.array([value] * n, pa.string()) for name, value in values.items()}
     arrays = [columns[f.name] if f.name in columns else pa.nulls(n) for f in schema]
-    return pa.table([a.cast(f.type) for a, f in zip(arrays, schema, strict=True)], schema=schema)
+    malformed = pa.table(
+        [a.cast(f.type) for a, f in zip(arrays, schema, strict=True)], schema=schema
+    )
+    return pa.concat_tables([table, malformed])
 
 
 def hash_ids(text: pa.Array | pa.ChunkedArray) -> pa.Array:
