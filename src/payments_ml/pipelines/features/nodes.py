@@ -66,7 +66,7 @@ def partition_by_customer(
         # Already in this process: split here, no shuffle task (a night's rows are few).
         partitions = int(params.get("partitions") or tasks_for_cluster())
         parts = night_rows(transaction_files, run_day, last, partitions)
-        return ray.data.from_arrow_refs([ray.put(part) for part in parts])
+        return dataset_from_blocks([ray.put(p) for p in parts], [block_info(p) for p in parts])
     partitions = int(params.get("partitions") or customer_partitions(transaction_files))
     logger.info(
         "Reading %d files into %d customer partitions", len(transaction_files.files), partitions
